@@ -1,0 +1,11 @@
+"""The Celery application. Workers: `celery -A config worker -Q celery,gpu`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("readerstudy")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

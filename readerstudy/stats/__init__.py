@@ -1,0 +1,1 @@
+"""Observer-study statistics in pure numpy/scipy (no Django): proportions, ROC/AUC, MRMC, agreement, power."""

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning and evaluation of the generator."""
