@@ -1,0 +1,202 @@
+"""Write a synthetic (or derived) chest X-ray as a DICOM Secondary Capture that says plainly what it is.
+
+SOP class: Multi-frame Grayscale Byte Secondary Capture Image Storage (1.2.840.10008.5.1.4.1.1.7.2) with
+Number of Frames = 1. PS3.3 A.8.1 marks the original SC Image IOD (1.2.840.10008.5.1.4.1.1.7) as deprecated
+in favour of the more specific SC IODs, and this one's content constraints (A.8.3.4: MONOCHROME2, 8 bits,
+identity Modality LUT, Presentation LUT Shape IDENTITY, so stored values are P-Values) fix exactly the
+display semantics of a served 8-bit image. Despite its name it holds single frames too; common
+toolkits and viewers (dcmtk, pydicom, OHIF, Horos, Weasis) read it.
+
+Modules written (PS3.3 Table A.8-3), with their Type 1 and Type 2 attributes:
+Patient, General Study, General Series, General Equipment, SC Equipment, General Image, Image Pixel,
+Multi-frame, SC Multi-frame Image, SOP Common. Modality is "OT" (Other): a generated image was acquired by no
+device, and "DX" would claim an acquisition that did not happen. Transfer syntax: Explicit VR Little Endian.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+from imaging.png import to_uint8
+
+MULTIFRAME_GRAYSCALE_BYTE_SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7.2"
+SYNTHETIC_PATIENT_NAME = "SYNTHETIC^IMAGE"
+SYNTHETIC_PATIENT_ID = "SYNTHETIC"
+SOFTWARE_NAME = "cxr-readerstudy"
+
+# Value length limits of the VRs used for caller-supplied text (PS3.5 Table 6.2-1).
+_MAX_LENGTH = {"LO": 64, "SH": 16, "ST": 1024, "LT": 10240}
+
+
+def write_secondary_capture(
+    pixels: np.ndarray,
+    *,
+    description: str,
+    derivation_description: str,
+    manufacturer_model: str = "",
+    synthetic: bool = True,
+    series_description: str = "",
+    image_comments: str = "",
+    patient_id: str | None = None,
+    study_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
+    instance_number: int = 1,
+) -> bytes:
+    """Encode a 2-D image as a DICOM Part 10 file (bytes).
+
+    ``pixels`` is float in [0, 1] (quantised with :func:`imaging.png.to_uint8`) or uint8, stored as is.
+    ``description`` becomes Study Description (and Series Description unless ``series_description`` is
+    given); ``derivation_description`` should name the model and seed. With ``synthetic=True`` the file gets
+    Conversion Type SYN, Patient's Name SYNTHETIC^IMAGE, an Image Comments starting "SYNTHETIC IMAGE" and a
+    Derivation Description that says "Synthetic image"; with ``synthetic=False`` (e.g. an inpainted real
+    image) Conversion Type is WSD and no patient identity is invented. ``patient_id`` defaults to
+    SYNTHETIC for synthetic images (so a PACS files them together) and to empty otherwise. Study and series
+    UIDs are fresh unless given, so a batch can share one series. Raises ValueError for bad pixels or
+    over-long text.
+    """
+    stored = _as_uint8(pixels)
+    rows, columns = stored.shape
+    study_uid = _valid_uid(study_instance_uid, "study_instance_uid") or generate_uid()
+    series_uid = _valid_uid(series_instance_uid, "series_instance_uid") or generate_uid()
+    sop_instance_uid = generate_uid()
+    now = datetime.now(UTC)
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+
+    if synthetic:
+        if "synthetic" not in derivation_description.lower():
+            derivation_description = f"Synthetic image. {derivation_description}".strip()
+        image_comments = f"SYNTHETIC IMAGE. {image_comments}".strip() if image_comments else "SYNTHETIC IMAGE"
+    texts = {
+        "StudyDescription": ("LO", description),
+        "SeriesDescription": ("LO", series_description or description),
+        "ManufacturerModelName": ("LO", manufacturer_model),
+        "PatientID": (
+            "LO",
+            patient_id if patient_id is not None else SYNTHETIC_PATIENT_ID if synthetic else "",
+        ),
+        "DerivationDescription": ("ST", derivation_description),
+        "ImageComments": ("LT", image_comments),
+    }
+    _check_texts(texts)
+
+    ds = Dataset()
+    # SOP Common
+    ds.SOPClassUID = MULTIFRAME_GRAYSCALE_BYTE_SC_STORAGE
+    ds.SOPInstanceUID = sop_instance_uid
+    if not all(value.isascii() for _, value in texts.values()):
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds.TimezoneOffsetFromUTC = "+0000"
+    # Patient (all Type 2)
+    ds.PatientName = SYNTHETIC_PATIENT_NAME if synthetic else ""
+    ds.PatientID = texts["PatientID"][1]
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    if synthetic:
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "Synthetic image: generated by a model, depicts no real patient"
+    # General Study
+    ds.StudyInstanceUID = study_uid
+    ds.StudyDate, ds.StudyTime = date, time
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.StudyDescription = texts["StudyDescription"][1]
+    # General Series
+    ds.Modality = "OT"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = 1
+    ds.SeriesDescription = texts["SeriesDescription"][1]
+    ds.BodyPartExamined = "CHEST"
+    # General Equipment and SC Equipment
+    ds.Manufacturer = SOFTWARE_NAME
+    ds.ManufacturerModelName = texts["ManufacturerModelName"][1]
+    ds.SoftwareVersions = _software_version()
+    ds.ConversionType = "SYN" if synthetic else "WSD"
+    ds.SecondaryCaptureDeviceManufacturer = SOFTWARE_NAME
+    ds.SecondaryCaptureDeviceManufacturerModelName = texts["ManufacturerModelName"][1]
+    ds.SecondaryCaptureDeviceSoftwareVersions = _software_version()
+    # General Image
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.InstanceNumber = instance_number
+    ds.PatientOrientation = ""
+    ds.ContentDate, ds.ContentTime = date, time
+    ds.DerivationDescription = texts["DerivationDescription"][1]
+    ds.ImageComments = texts["ImageComments"][1]
+    ds.LossyImageCompression = "00"
+    # SC Multi-frame Image (BurnedInAnnotation is Type 1 here; Presentation LUT Shape and the identity
+    # rescale are Type 1C for MONOCHROME2 with more than 1 bit stored)
+    ds.BurnedInAnnotation = "NO"
+    if synthetic:
+        ds.RecognizableVisualFeatures = "NO"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = "1"
+    ds.RescaleType = "US"
+    # Multi-frame (Frame Increment Pointer is required only for more than one frame, C.8.6.3)
+    ds.NumberOfFrames = 1
+    # Image Pixel, with the constraints of A.8.3.4
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = stored.tobytes()
+
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta.ImplementationVersionName = "CXRRS_" + _software_version().replace(".", "")[:9]
+
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _as_uint8(pixels: np.ndarray) -> np.ndarray:
+    array = np.asarray(pixels)
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"Expected a non-empty 2-D grayscale image, got shape {array.shape}.")
+    if array.shape[0] > 65535 or array.shape[1] > 65535:
+        raise ValueError(f"DICOM Rows and Columns are 16-bit: {array.shape} is too large.")
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if np.issubdtype(array.dtype, np.floating):
+        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise ValueError(f"Float pixels must lie in [0, 1]; got {low:g}..{high:g}.")
+        return to_uint8(array)
+    raise ValueError(f"Pixels must be float in [0, 1] or uint8, got dtype {array.dtype}.")
+
+
+def _check_texts(texts: dict[str, tuple[str, str]]) -> None:
+    for keyword, (vr, value) in texts.items():
+        if len(value) > _MAX_LENGTH[vr]:
+            raise ValueError(
+                f"{keyword} is limited to {_MAX_LENGTH[vr]} characters in DICOM ({vr}); got {len(value)}."
+            )
+        if "\\" in value and vr == "LO":
+            raise ValueError(f"{keyword} must not contain a backslash (the DICOM value separator).")
+
+
+def _valid_uid(uid: str | None, name: str) -> str | None:
+    if uid is None:
+        return None
+    if not (0 < len(uid) <= 64) or not all(part.isdigit() for part in uid.split(".")):
+        raise ValueError(f"{name} {uid!r} is not a valid DICOM UID (dot-separated digits, at most 64 chars).")
+    return uid
+
+
+def _software_version() -> str:
+    try:
+        return version(SOFTWARE_NAME)
+    except PackageNotFoundError:
+        return "0.1.0"
