@@ -17,6 +17,10 @@ class Interval:
     lower: float
     upper: float
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lower", float(self.lower))
+        object.__setattr__(self, "upper", float(self.upper))
+
 
 @dataclass(frozen=True)
 class Proportion:

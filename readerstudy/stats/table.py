@@ -38,6 +38,18 @@ import numpy as np
 QUALITY_FIELDS = ("anatomy", "style", "artifacts")
 OPTIONAL_FLOAT_FIELDS = ("confidence", *QUALITY_FIELDS, "active_seconds")
 DEFAULT_MODALITY = "all"
+_COLUMNS = (
+    "reader",
+    "modality",
+    "case",
+    "truth",
+    "rating",
+    "label",
+    *OPTIONAL_FLOAT_FIELDS,
+    "generator",
+    "replicate",
+    "source_lines",
+)
 
 
 class ReadingTableError(ValueError):
@@ -204,7 +216,8 @@ class ReadingTable:
                 i = int(np.flatnonzero(conflict)[0])
                 raise ReadingTableError(
                     f"case {self.case[i]!r} has generator {self.generator[i]!r} here but "
-                    f"{self.generator[reference[i]]!r} on {self.source_unit} {self.source_lines[reference[i]]}",
+                    f"{self.generator[reference[i]]!r} on {self.source_unit} "
+                    f"{self.source_lines[reference[i]]}",
                     line=int(self.source_lines[i]),
                     unit=self.source_unit,
                 )
@@ -219,8 +232,8 @@ class ReadingTable:
             j = int(first[inverse[i]])
             repeat_hint = "" if self.replicate[i] else " (mark hidden repeats with replicate 1, 2, ...)"
             raise ReadingTableError(
-                f"reader {self.reader[i]!r} already read case {self.case[i]!r} in modality {self.modality[i]!r} "
-                f"on {self.source_unit} {self.source_lines[j]}{repeat_hint}",
+                f"reader {self.reader[i]!r} already read case {self.case[i]!r} in modality "
+                f"{self.modality[i]!r} on {self.source_unit} {self.source_lines[j]}{repeat_hint}",
                 line=int(self.source_lines[i]),
                 unit=self.source_unit,
             )
@@ -233,6 +246,7 @@ class ReadingTable:
         *,
         confidence_levels: int | None = None,
         first_line: int = 1,
+        lines: Sequence[int] | None = None,
         unit: str = "record",
     ) -> ReadingTable:
         """Build a table from dict-like rows with the column names of the module docstring.
@@ -240,18 +254,22 @@ class ReadingTable:
         ``rating`` may be left out (or None) on rows that carry ``label`` and ``confidence`` when
         ``confidence_levels`` (K) is given: it is then :func:`ordinal_score` of the pair. Missing optional
         values may be None or absent; ``label`` must then be missing on every row or on none.
-        Error messages count records from ``first_line`` (1-based) in ``unit``s.
+        Error messages count records from ``first_line`` (1-based) in ``unit``s, or name ``lines[i]`` for
+        record i when given (e.g. physical line numbers of a CSV file).
         """
         rows = list(records)
         if not rows:
             raise ReadingTableError("no readings: the table is empty")
         n = len(rows)
+        line_numbers = (
+            np.arange(first_line, first_line + n) if lines is None else np.asarray(lines, dtype=int)
+        )
         text = {name: [""] * n for name in ("reader", "modality", "case", "generator")}
         numbers = {name: np.full(n, np.nan) for name in ("truth", "rating", "label", *OPTIONAL_FLOAT_FIELDS)}
         replicate = np.zeros(n, dtype=np.int64)
         seen = {name: False for name in ("label", "generator", *OPTIONAL_FLOAT_FIELDS)}
         for index, row in enumerate(rows):
-            line = first_line + index
+            line = int(line_numbers[index])
             for name in ("reader", "case"):
                 value = row.get(name)
                 if value is None or str(value).strip() == "":
@@ -294,7 +312,9 @@ class ReadingTable:
         if label is not None and np.isnan(label).any():
             missing = int(np.flatnonzero(np.isnan(label))[0])
             raise ReadingTableError(
-                "missing label: give a label on every row or on none", line=first_line + missing, unit=unit
+                "missing label: give a label on every row or on none",
+                line=int(line_numbers[missing]),
+                unit=unit,
             )
         optional = {name: numbers[name] if seen[name] else None for name in OPTIONAL_FLOAT_FIELDS}
         return cls(
@@ -306,7 +326,7 @@ class ReadingTable:
             label=label,
             generator=np.array(text["generator"]) if seen["generator"] else None,
             replicate=replicate,
-            source_lines=np.arange(first_line, first_line + n),
+            source_lines=line_numbers,
             source_unit=unit,
             **optional,
         )
@@ -405,23 +425,7 @@ class ReadingTable:
 
     def select(self, mask: np.ndarray) -> ReadingTable:
         """The rows where ``mask`` is true, as a new table (source line numbers are kept)."""
-        mask = np.asarray(mask, dtype=bool)
-        values = {}
-        for name in (
-            "reader",
-            "modality",
-            "case",
-            "truth",
-            "rating",
-            "label",
-            *OPTIONAL_FLOAT_FIELDS,
-            "generator",
-            "replicate",
-            "source_lines",
-        ):
-            column = getattr(self, name)
-            values[name] = None if column is None else column[mask]
-        return ReadingTable(**values, source_unit=self.source_unit)
+        return self.select_rows(np.flatnonzero(np.asarray(mask, dtype=bool)))
 
     def first_readings(self) -> ReadingTable:
         """The table without hidden repeats (replicate 0 only): what every analysis except repeats uses."""
@@ -439,23 +443,17 @@ class ReadingTable:
         return self.select_rows(rows)
 
     def select_rows(self, rows: np.ndarray) -> ReadingTable:
-        """Rows by integer index, in the given order."""
-        values = {}
-        for name in (
-            "reader",
-            "modality",
-            "case",
-            "truth",
-            "rating",
-            "label",
-            *OPTIONAL_FLOAT_FIELDS,
-            "generator",
-            "replicate",
-            "source_lines",
-        ):
+        """Rows by integer index, in the given order (each row at most once)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            raise ReadingTableError("no readings: the selection is empty")
+        # A subset of a validated table is valid, so skip __post_init__'s checks (they dominate the cost).
+        subset = object.__new__(ReadingTable)
+        for name in _COLUMNS:
             column = getattr(self, name)
-            values[name] = None if column is None else column[rows]
-        return ReadingTable(**values, source_unit=self.source_unit)
+            object.__setattr__(subset, name, None if column is None else column[rows])
+        object.__setattr__(subset, "source_unit", self.source_unit)
+        return subset
 
 
 def _blank(value: Any) -> bool:
