@@ -18,7 +18,7 @@ from readerstudy.stats.text import format_text
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m readerstudy.stats",
-        description="Reader-study statistics: accuracy, ROC/AUC, Obuchowski-Rockette MRMC, agreement, quality.",
+        description="Reader-study statistics: accuracy, ROC/AUC, OR MRMC, agreement, image quality.",
     )
     parser.add_argument(
         "path", help="long CSV (reader,modality,case,truth,rating,...), .imrmc or JAFROC .xlsx"
