@@ -502,10 +502,9 @@ def _generator_section(
     first: ReadingTable, readings: _Readings, alpha: float, notes: list[str]
 ) -> tuple[GeneratorEntry, ...]:
     entries = []
-    truth_of = dict(zip(readings.cases, readings.truth, strict=True))
-    generator_of = dict(zip(readings.cases, readings.generator, strict=True))
     for generator in _generators(readings):
-        in_group = np.array([truth_of[c] == 0 or generator_of[c] == generator for c in first.case])
+        case_in_group = (first.case_truth == 0) | (first.case_generator == generator)
+        in_group = case_in_group[first.case_index]
         for modality in readings.modalities:
             part = first.select(in_group & (first.modality == modality))
             n_synthetic = int(part.case_truth.sum())
