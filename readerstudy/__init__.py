@@ -1,0 +1,1 @@
+"""The study domain: studies, cases, reader sessions, readings, the reading UI, the coordinator pages, the API."""

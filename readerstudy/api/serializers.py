@@ -1,0 +1,211 @@
+"""Serializers. Reader-facing ones carry no truth, provenance, file names or case ids."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from readerstudy.models import Case, QualityFlag, ReaderSession, Reading, Study
+
+
+class StudySerializer(serializers.ModelSerializer):
+    """The full study, for coordinators."""
+
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "name",
+            "instructions",
+            "status",
+            "allow_revisit",
+            "confidence_levels",
+            "quality_scoring",
+            "quality_sample_fraction",
+            "blank_screen_ms",
+            "max_run_length",
+            "display_size",
+            "practice_feedback",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class ReaderStudySerializer(serializers.ModelSerializer):
+    """What a reader needs to read a study, and nothing about its cases."""
+
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "name",
+            "instructions",
+            "status",
+            "allow_revisit",
+            "confidence_levels",
+            "blank_screen_ms",
+        ]
+        read_only_fields = fields
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "truth",
+            "is_practice",
+            "source",
+            "label",
+            "generator",
+            "provenance",
+            "original_sha256",
+            "original_format",
+            "image_sha256",
+            "width",
+            "height",
+            "was_colour",
+            "import_notes",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class CaseUploadSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    truth = serializers.ChoiceField(choices=Case.Truth.choices)
+    generator = serializers.CharField(required=False, allow_blank=True, max_length=120, default="")
+    is_practice = serializers.BooleanField(required=False, default=False)
+
+
+class ImportRowSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["imported", "duplicate", "error"])
+    message = serializers.CharField()
+    case_id = serializers.IntegerField(allow_null=True)
+    notes = serializers.ListField(child=serializers.CharField())
+    flagged = serializers.BooleanField()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    summary = serializers.CharField()
+    rows = ImportRowSerializer(many=True)
+
+
+class AssignSerializer(serializers.Serializer):
+    readers = serializers.ListField(child=serializers.CharField(), allow_empty=False, help_text="Usernames.")
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    study = ReaderStudySerializer(read_only=True)
+    reader = serializers.CharField(source="reader.username", read_only=True)
+    answered = serializers.IntegerField(read_only=True)
+    total = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ReaderSession
+        fields = ["id", "study", "reader", "answered", "total", "started_at", "completed_at"]
+        read_only_fields = fields
+
+
+class NextItemSerializer(serializers.Serializer):
+    done = serializers.BooleanField()
+    item = serializers.CharField(allow_null=True, help_text="Opaque token of the item; send it with the reading.")
+    position = serializers.IntegerField(allow_null=True)
+    is_practice = serializers.BooleanField(allow_null=True)
+    number = serializers.IntegerField(allow_null=True, help_text="1-based number within its block.")
+    of = serializers.IntegerField(allow_null=True, help_text="Size of its block (practice or main).")
+    image_url = serializers.CharField(allow_null=True)
+    asks_quality = serializers.BooleanField(allow_null=True)
+
+
+class ReadingInSerializer(serializers.Serializer):
+    item = serializers.CharField(max_length=32)
+    submission_id = serializers.UUIDField(help_text="A fresh UUID per answer; resending it records nothing new.")
+    call = serializers.ChoiceField(choices=Reading.Call.choices)
+    confidence = serializers.IntegerField(min_value=1, max_value=5)
+    anatomy = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
+    style = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
+    artifacts = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
+    flags = serializers.ListField(child=serializers.ChoiceField(choices=QualityFlag.choices), required=False)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    active_ms = serializers.IntegerField(required=False, min_value=0, default=0)
+
+
+class ReadingOutSerializer(serializers.ModelSerializer):
+    """A reader's own reading: their answer and its revision, not the case's truth."""
+
+    item = serializers.CharField(source="item.token", read_only=True)
+    position = serializers.IntegerField(source="item.position", read_only=True)
+    is_practice = serializers.BooleanField(source="item.is_practice", read_only=True)
+
+    class Meta:
+        model = Reading
+        fields = [
+            "item",
+            "position",
+            "is_practice",
+            "call",
+            "confidence",
+            "anatomy",
+            "style",
+            "artifacts",
+            "flags",
+            "comment",
+            "active_ms",
+            "revision",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SubmitOutSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=["created", "changed", "unchanged", "duplicate"])
+    reading = ReadingOutSerializer()
+
+
+class StudyReadingSerializer(serializers.ModelSerializer):
+    """One reading joined with its case's truth, for coordinators."""
+
+    reader = serializers.CharField(source="item.session.reader.username")
+    case = serializers.IntegerField(source="item.case_id")
+    truth = serializers.CharField(source="item.case.truth")
+    generator = serializers.CharField(source="item.case.generator")
+    position = serializers.IntegerField(source="item.position")
+    is_practice = serializers.BooleanField(source="item.is_practice")
+
+    class Meta:
+        model = Reading
+        fields = [
+            "id",
+            "reader",
+            "case",
+            "truth",
+            "generator",
+            "position",
+            "is_practice",
+            "call",
+            "confidence",
+            "anatomy",
+            "style",
+            "artifacts",
+            "flags",
+            "comment",
+            "active_ms",
+            "revision",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ReaderProgressSerializer(serializers.Serializer):
+    session = serializers.IntegerField(source="session.pk")
+    reader = serializers.CharField(source="session.reader.username")
+    answered = serializers.IntegerField()
+    total = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    active_seconds = serializers.FloatField()
+    started_at = serializers.DateTimeField(source="session.started_at", allow_null=True)
+    completed_at = serializers.DateTimeField(source="session.completed_at", allow_null=True)

@@ -1,0 +1,200 @@
+"""API views: thin wrappers over the same services and selectors as the pages."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from readerstudy.api import serializers as s
+from readerstudy.api.permissions import IsCoordinator
+from readerstudy.models import Case, ReaderSession, Reading, Study
+from readerstudy.roles import READER, is_coordinator
+from readerstudy.selectors import session_current_item, study_list_for, study_reader_progress
+from readerstudy.services import (
+    Answer,
+    IncomingFile,
+    ReadingRejected,
+    cases_import,
+    reader_assign,
+    reading_submit,
+    study_create,
+    study_update,
+)
+
+User = get_user_model()
+
+
+class StudyViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Studies. Coordinators see and edit all of them; readers see the open studies they are assigned to."""
+
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get_queryset(self):
+        return study_list_for(user=self.request.user).order_by("-created_at")
+
+    def get_serializer_class(self):
+        if is_coordinator(self.request.user):
+            return s.StudySerializer
+        return s.ReaderStudySerializer
+
+    def get_permissions(self):
+        if self.action in {"list", "retrieve"}:
+            return super().get_permissions()
+        return [*super().get_permissions(), IsCoordinator()]
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = study_create(created_by=self.request.user, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = study_update(study=serializer.instance, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
+
+    @extend_schema(responses=s.CaseSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="cases")
+    def cases(self, request, pk=None):
+        study = self.get_object()
+        page = self.paginate_queryset(study.cases.order_by("id"))
+        return self.get_paginated_response(s.CaseSerializer(page, many=True).data)
+
+    @extend_schema(request=s.CaseUploadSerializer, responses={201: s.ImportReportSerializer})
+    @cases.mapping.post
+    def upload_cases(self, request, pk=None):
+        study = self.get_object()
+        upload = s.CaseUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        data = upload.validated_data
+        report = cases_import(
+            study=study,
+            files=[IncomingFile(name=f.name, data=f.read()) for f in data["files"]],
+            truth=data["truth"],
+            source=Case.Source.UPLOAD,
+            is_practice=data["is_practice"],
+            generator=data["generator"],
+        )
+        code = status.HTTP_201_CREATED if report.imported else status.HTTP_400_BAD_REQUEST
+        return Response(report.to_dict(), status=code)
+
+    @extend_schema(responses=s.ReaderProgressSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def progress(self, request, pk=None):
+        study = self.get_object()
+        return Response(s.ReaderProgressSerializer(study_reader_progress(study=study), many=True).data)
+
+    @extend_schema(request=s.AssignSerializer, responses=s.SessionSerializer(many=True))
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        study = self.get_object()
+        payload = s.AssignSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        names = payload.validated_data["readers"]
+        readers = list(User.objects.filter(username__in=names, groups__name=READER, is_active=True))
+        missing = sorted(set(names) - {reader.username for reader in readers})
+        if missing:
+            raise ValidationError({"readers": [f"Not an active reader: {', '.join(missing)}."]})
+        sessions = [reader_assign(study=study, reader=reader) for reader in readers]
+        annotated = ReaderSession.objects.filter(pk__in=[x.pk for x in sessions]).annotate(
+            total=Count("items"), answered=Count("items__reading")
+        )
+        return Response(s.SessionSerializer(annotated, many=True).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.StudyReadingSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def readings(self, request, pk=None):
+        study = self.get_object()
+        readings = (
+            Reading.objects.filter(item__session__study=study)
+            .select_related("item__session__reader", "item__case")
+            .order_by("item__session__reader__username", "item__position")
+        )
+        page = self.paginate_queryset(readings)
+        return self.get_paginated_response(s.StudyReadingSerializer(page, many=True).data)
+
+
+class SessionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Reader sessions. A reader lists and uses only their own; coordinators can list everyone's progress."""
+
+    serializer_class = s.SessionSerializer
+
+    def get_queryset(self):
+        sessions = ReaderSession.objects.select_related("study", "reader").annotate(
+            total=Count("items", distinct=True), answered=Count("items__reading", distinct=True)
+        )
+        if self.action in {"next_item", "readings", "submit"} or not is_coordinator(self.request.user):
+            sessions = sessions.filter(reader=self.request.user).exclude(study__status=Study.Status.DRAFT)
+        return sessions.order_by("-created_at")
+
+    @extend_schema(responses=s.NextItemSerializer)
+    @action(detail=True, methods=["get"], url_path="next")
+    def next_item(self, request, pk=None):
+        session = self.get_object()
+        item = session_current_item(session=session)
+        if item is None:
+            empty = dict.fromkeys(["item", "position", "is_practice", "number", "of", "image_url", "asks_quality"])
+            return Response({"done": True, **empty})
+        practice_total = session.items.filter(is_practice=True).count()
+        return Response(
+            {
+                "done": False,
+                "item": item.token,
+                "position": item.position,
+                "is_practice": item.is_practice,
+                "number": item.position + 1 - (0 if item.is_practice else practice_total),
+                "of": practice_total if item.is_practice else session.total - practice_total,
+                "image_url": request.build_absolute_uri(reverse("reading_image", args=[item.token])),
+                "asks_quality": session.study.asks_quality_for(item.case),
+            }
+        )
+
+    @extend_schema(responses=s.ReadingOutSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def readings(self, request, pk=None):
+        session = self.get_object()
+        readings = Reading.objects.filter(item__session=session).select_related("item").order_by("item__position")
+        return Response(s.ReadingOutSerializer(readings, many=True).data)
+
+    @extend_schema(request=s.ReadingInSerializer, responses={201: s.SubmitOutSerializer, 200: s.SubmitOutSerializer})
+    @readings.mapping.post
+    def submit(self, request, pk=None):
+        session = self.get_object()
+        payload = s.ReadingInSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        answer = Answer(
+            call=data["call"],
+            confidence=data["confidence"],
+            submission_id=data["submission_id"],
+            anatomy=data.get("anatomy"),
+            style=data.get("style"),
+            artifacts=data.get("artifacts"),
+            flags=tuple(data.get("flags", ())),
+            comment=data.get("comment", "").strip(),
+            active_ms=data.get("active_ms", 0),
+        )
+        try:
+            result = reading_submit(session=session, item_token=data["item"], answer=answer)
+        except ReadingRejected as exc:
+            raise ValidationError(exc.field_errors or {"detail": exc.message}) from exc
+        if result.outcome == "locked":
+            raise PermissionDenied("This case was already answered and answers cannot be changed in this study.")
+        body = {"outcome": result.outcome, "reading": s.ReadingOutSerializer(result.reading).data}
+        code = status.HTTP_201_CREATED if result.outcome == "created" else status.HTTP_200_OK
+        return Response(body, status=code)

@@ -1,0 +1,10 @@
+"""Template context: the current user's roles, for navigation."""
+
+from readerstudy.roles import is_admin, is_coordinator, is_reader
+
+
+def roles(request) -> dict:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"is_coordinator": False, "is_admin": False, "is_reader": False}
+    return {"is_coordinator": is_coordinator(user), "is_admin": is_admin(user), "is_reader": is_reader(user)}

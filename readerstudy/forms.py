@@ -1,0 +1,124 @@
+"""Forms for the reading screen and the coordinator pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from readerstudy.models import Case, QualityFlag, Reading, Study
+from readerstudy.roles import READER
+from readerstudy.services import Answer
+
+User = get_user_model()
+
+
+class StudyForm(forms.ModelForm):
+    class Meta:
+        model = Study
+        fields = [
+            "name",
+            "instructions",
+            "status",
+            "allow_revisit",
+            "confidence_levels",
+            "quality_scoring",
+            "quality_sample_fraction",
+            "blank_screen_ms",
+            "max_run_length",
+            "display_size",
+            "practice_feedback",
+        ]
+        widgets = {"instructions": forms.Textarea(attrs={"rows": 4})}
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)]
+
+
+class CaseUploadForm(forms.Form):
+    files = MultipleFileField(help_text="PNG, JPEG or DICOM files; each one becomes a case.")
+    truth = forms.ChoiceField(choices=Case.Truth.choices)
+    generator = forms.CharField(
+        required=False,
+        max_length=120,
+        help_text="For synthetic images: the generator they came from (used to break statistics down).",
+    )
+    is_practice = forms.BooleanField(required=False, label="Practice cases (never analysed)")
+
+
+class FolderImportForm(forms.Form):
+    folder = forms.CharField(
+        max_length=1000, help_text="A folder on the server, inside one of the allowed import roots."
+    )
+    truth = forms.ChoiceField(choices=Case.Truth.choices)
+    generator = forms.CharField(required=False, max_length=120)
+    is_practice = forms.BooleanField(required=False, label="Practice cases (never analysed)")
+
+    def clean_folder(self) -> Path:
+        folder = Path(self.cleaned_data["folder"]).expanduser().resolve()
+        roots = settings.IMPORT_ROOTS
+        if not roots:
+            raise forms.ValidationError("Importing from server folders is switched off (set IMPORT_ROOTS).")
+        if not any(folder == root or root in folder.parents for root in roots):
+            allowed = ", ".join(str(root) for root in roots)
+            raise forms.ValidationError(f"The folder must be inside an allowed import root: {allowed}.")
+        if not folder.is_dir():
+            raise forms.ValidationError(f"There is no folder {folder}.")
+        return folder
+
+
+class AssignReadersForm(forms.Form):
+    readers = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(), widget=forms.CheckboxSelectMultiple, required=True
+    )
+
+    def __init__(self, *args, study: Study, **kwargs):
+        super().__init__(*args, **kwargs)
+        assigned = study.sessions.values_list("reader_id", flat=True)
+        self.fields["readers"].queryset = (
+            User.objects.filter(groups__name=READER, is_active=True).exclude(pk__in=assigned).order_by("username")
+        )
+
+
+class ReadingForm(forms.Form):
+    """One answer on the reading screen. Field errors are shown beside the controls; nothing is saved on error."""
+
+    item = forms.CharField(max_length=32)
+    submission_id = forms.UUIDField()
+    call = forms.ChoiceField(choices=Reading.Call.choices, error_messages={"required": "Choose real or synthetic."})
+    confidence = forms.IntegerField(min_value=1, max_value=5, error_messages={"required": "Choose a confidence."})
+    anatomy = forms.IntegerField(min_value=1, max_value=5, required=False)
+    style = forms.IntegerField(min_value=1, max_value=5, required=False)
+    artifacts = forms.IntegerField(min_value=1, max_value=5, required=False)
+    flags = forms.MultipleChoiceField(choices=QualityFlag.choices, required=False)
+    comment = forms.CharField(max_length=2000, required=False)
+    active_ms = forms.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False)
+
+    def answer(self) -> Answer:
+        data = self.cleaned_data
+        return Answer(
+            call=data["call"],
+            confidence=data["confidence"],
+            submission_id=data["submission_id"],
+            anatomy=data.get("anatomy"),
+            style=data.get("style"),
+            artifacts=data.get("artifacts"),
+            flags=tuple(data.get("flags") or ()),
+            comment=(data.get("comment") or "").strip(),
+            active_ms=data.get("active_ms") or 0,
+        )

@@ -1,0 +1,96 @@
+"""Seeded, class-balanced reading orders.
+
+A reader's order is drawn once from a stored seed and then stored, so it is reproducible and auditable, and cases
+added later are appended without reordering what the reader already has. "Balanced" means no run of more than
+`max_run` cases of one class, whenever the class counts make that possible at all. Each next case is drawn with
+probability proportional to how many cases of each class remain, among the classes whose choice keeps the rest of
+the order feasible, so the order stays as random as the rule allows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Sequence
+
+
+def balanced_order(
+    classes: Sequence[Hashable],
+    *,
+    seed: int | str,
+    max_run: int,
+    preceding: Sequence[Hashable] = (),
+) -> list[int]:
+    """Return a permutation of `range(len(classes))` with no run longer than `max_run` of one class.
+
+    `preceding` holds the classes already placed before these items (when extending a stored order), so the run
+    rule holds across the join. The same inputs and seed always give the same permutation.
+    """
+    if max_run < 1:
+        raise ValueError("max_run must be at least 1")
+    rng = random.Random(seed)
+    pools: dict[Hashable, list[int]] = {}
+    for index, label in enumerate(classes):
+        pools.setdefault(label, []).append(index)
+    labels = sorted(pools, key=repr)  # a fixed label order keeps the draw reproducible
+    for label in labels:
+        rng.shuffle(pools[label])
+
+    run_label, run_length = _trailing_run(preceding)
+    order: list[int] = []
+    while len(order) < len(classes):
+        remaining = [label for label in labels if pools[label]]
+        allowed = [label for label in remaining if not (label == run_label and run_length >= max_run)]
+        keeps_feasible = [label for label in allowed if _feasible(pools, label, run_label, run_length, max_run)]
+        candidates = keeps_feasible or allowed or remaining
+        weights = [len(pools[label]) for label in candidates]
+        label = rng.choices(candidates, weights=weights)[0]
+        order.append(pools[label].pop())
+        run_length = run_length + 1 if label == run_label else 1
+        run_label = label
+    return order
+
+
+def _feasible(
+    pools: dict[Hashable, list[int]],
+    chosen: Hashable,
+    run_label: Hashable | None,
+    run_length: int,
+    max_run: int,
+) -> bool:
+    """Whether, after placing one case of `chosen`, the remaining cases can still be ordered without a long run.
+
+    A class with n cases left must fit into the gaps around the other classes' cases: at most (others + 1) blocks
+    of at most `max_run`, the first block shortened by the run it continues.
+    """
+    counts = {label: len(pool) for label, pool in pools.items()}
+    counts[chosen] -= 1
+    new_run = run_length + 1 if chosen == run_label else 1
+    total = sum(counts.values())
+    for label, count in counts.items():
+        capacity = max_run * (total - count + 1) - (new_run if label == chosen else 0)
+        if count > capacity:
+            return False
+    return True
+
+
+def longest_run(labels: Sequence[Hashable]) -> int:
+    """Length of the longest run of equal consecutive labels."""
+    best = current = 0
+    previous: object = object()
+    for label in labels:
+        current = current + 1 if label == previous else 1
+        best = max(best, current)
+        previous = label
+    return best
+
+
+def _trailing_run(labels: Sequence[Hashable]) -> tuple[Hashable | None, int]:
+    if not labels:
+        return None, 0
+    last = labels[-1]
+    length = 0
+    for label in reversed(labels):
+        if label != last:
+            break
+        length += 1
+    return last, length

@@ -1,0 +1,479 @@
+"""Writes in the study domain: studies, case import, reader assignment, reading submission.
+
+Every function here is keyword-only and atomic where it writes. Views, API endpoints, admin actions and tasks call
+these; they never write models themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from imaging.errors import ImageImportError
+from imaging.normalise import normalise_for_serving
+from imaging.read import read_image, sha256_hex
+from readerstudy.models import (
+    Case,
+    QualityFlag,
+    ReaderSession,
+    Reading,
+    ReadingEvent,
+    SessionItem,
+    Study,
+)
+from readerstudy.ordering import balanced_order
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+
+# --- Studies -----------------------------------------------------------------------------------------------------
+
+
+STUDY_SETTING_FIELDS = (
+    "name",
+    "instructions",
+    "status",
+    "allow_revisit",
+    "confidence_levels",
+    "quality_scoring",
+    "quality_sample_fraction",
+    "blank_screen_ms",
+    "max_run_length",
+    "display_size",
+    "practice_feedback",
+)
+
+
+@transaction.atomic
+def study_create(*, created_by: User, name: str, **settings_values) -> Study:
+    unknown = set(settings_values) - set(STUDY_SETTING_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown study settings: {', '.join(sorted(unknown))}.")
+    study = Study(created_by=created_by, name=name, **settings_values)
+    study.full_clean()
+    study.save()
+    return study
+
+
+@transaction.atomic
+def study_update(*, study: Study, **settings_values) -> Study:
+    unknown = set(settings_values) - set(STUDY_SETTING_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown study settings: {', '.join(sorted(unknown))}.")
+    changes_size = settings_values.get("display_size", study.display_size) != study.display_size
+    if changes_size and study.cases.exists():
+        raise ValidationError(
+            {"display_size": "The display size cannot change once cases are imported: they were encoded at it."}
+        )
+    for name, value in settings_values.items():
+        setattr(study, name, value)
+    study.full_clean()
+    study.save()
+    return study
+
+
+# --- Case import -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """A file offered for import: its name is kept for the coordinator only, never shown to readers."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    name: str
+    status: str  # "imported" | "duplicate" | "error"
+    message: str = ""
+    case_id: int | None = None
+    notes: tuple[str, ...] = ()
+    flagged: bool = False
+
+
+@dataclass
+class ImportReport:
+    rows: list[ImportRow] = field(default_factory=list)
+
+    @property
+    def imported(self) -> list[ImportRow]:
+        return [row for row in self.rows if row.status == "imported"]
+
+    @property
+    def errors(self) -> list[ImportRow]:
+        return [row for row in self.rows if row.status == "error"]
+
+    @property
+    def duplicates(self) -> list[ImportRow]:
+        return [row for row in self.rows if row.status == "duplicate"]
+
+    @property
+    def flagged(self) -> list[ImportRow]:
+        return [row for row in self.rows if row.flagged]
+
+    def summary(self) -> str:
+        parts = [f"{len(self.imported)} imported"]
+        if self.duplicates:
+            parts.append(f"{len(self.duplicates)} duplicate")
+        if self.errors:
+            parts.append(f"{len(self.errors)} refused")
+        if self.flagged:
+            parts.append(f"{len(self.flagged)} converted from colour")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {
+            "summary": self.summary(),
+            "rows": [
+                {
+                    "name": row.name,
+                    "status": row.status,
+                    "message": row.message,
+                    "case_id": row.case_id,
+                    "notes": list(row.notes),
+                    "flagged": row.flagged,
+                }
+                for row in self.rows
+            ],
+        }
+
+
+def cases_import(
+    *,
+    study: Study,
+    files: Iterable[IncomingFile],
+    truth: str,
+    source: str = Case.Source.UPLOAD,
+    is_practice: bool = False,
+    generator: str = "",
+    provenance: dict | None = None,
+) -> ImportReport:
+    """Import image files as cases of one class. Each file is all-or-nothing; a bad file does not stop the batch.
+
+    Existing readers get the new cases appended to their stored orders (never reordered).
+    """
+    if truth not in Case.Truth.values:
+        raise ValidationError(f"Unknown truth {truth!r}: use 'real' or 'synthetic'.")
+    report = ImportReport()
+    for incoming in files:
+        report.rows.append(
+            _import_one(
+                study=study,
+                incoming=incoming,
+                truth=truth,
+                source=source,
+                is_practice=is_practice,
+                generator=generator,
+                provenance=provenance or {},
+            )
+        )
+    if report.imported:
+        sessions_extend(study=study)
+    return report
+
+
+def _import_one(
+    *,
+    study: Study,
+    incoming: IncomingFile,
+    truth: str,
+    source: str,
+    is_practice: bool,
+    generator: str,
+    provenance: dict,
+) -> ImportRow:
+    name = incoming.name
+    if len(incoming.data) > settings.IMPORT_MAX_FILE_BYTES:
+        limit_mb = settings.IMPORT_MAX_FILE_BYTES // (1024 * 1024)
+        return ImportRow(name, "error", f"The file is larger than the {limit_mb} MB limit.")
+    sha256 = sha256_hex(incoming.data)
+    if Case.objects.filter(study=study, original_sha256=sha256).exists():
+        return ImportRow(name, "duplicate", "This file is already a case in this study.")
+    try:
+        decoded = read_image(incoming.data)
+        served = normalise_for_serving(decoded.pixels, size=study.display_size)
+    except ImageImportError as exc:
+        return ImportRow(name, "error", exc.message)
+    except Exception:  # a decoder bug must not abort the batch; the file is refused and logged
+        logger.exception("Unexpected failure decoding %s", name)
+        return ImportRow(name, "error", "The file could not be decoded as an image.")
+
+    case = Case(
+        study=study,
+        truth=truth,
+        is_practice=is_practice,
+        source=source,
+        label=name[:255],
+        generator=generator[:120],
+        provenance=provenance,
+        original_sha256=sha256,
+        original_format=decoded.source_format,
+        image_sha256=sha256_hex(served),
+        width=decoded.width,
+        height=decoded.height,
+        was_colour=decoded.was_colour,
+        import_notes=list(decoded.notes),
+    )
+    try:
+        with _files_removed_on_failure(case), transaction.atomic():
+            case.original.save("original", ContentFile(incoming.data), save=False)
+            case.image.save("image.png", ContentFile(served), save=False)
+            case.save()
+    except IntegrityError:
+        return ImportRow(name, "duplicate", "This file is already a case in this study.")
+    return ImportRow(name, "imported", case_id=case.pk, notes=tuple(decoded.notes), flagged=decoded.was_colour)
+
+
+class _files_removed_on_failure:
+    """Deletes the files a failed case import wrote, so a failure leaves neither rows nor files behind."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            for stored in (self.case.original, self.case.image):
+                if stored and stored.name:
+                    stored.storage.delete(stored.name)
+        return False
+
+
+# --- Readers and orders ------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def reader_assign(*, study: Study, reader: User) -> ReaderSession:
+    """Assign a reader to a study and store their shuffled order. Assigning twice returns the same session."""
+    session, created = ReaderSession.objects.get_or_create(study=study, reader=reader)
+    if created:
+        _append_items(session=session, cases=list(study.cases.order_by("id")))
+    return session
+
+
+@transaction.atomic
+def reader_unassign(*, session: ReaderSession) -> None:
+    if Reading.objects.filter(item__session=session).exists():
+        raise ValidationError("This reader has already recorded readings; their session cannot be removed.")
+    session.items.all().delete()
+    session.delete()
+
+
+def sessions_extend(*, study: Study) -> None:
+    """Append cases added since each reader's order was stored, keeping every existing position."""
+    for session_pk in study.sessions.values_list("pk", flat=True):
+        with transaction.atomic():
+            session = ReaderSession.objects.select_for_update().get(pk=session_pk)
+            present = set(session.items.values_list("case_id", flat=True))
+            new_cases = [case for case in study.cases.order_by("id") if case.pk not in present]
+            if new_cases:
+                _append_items(session=session, cases=new_cases)
+
+
+def _append_items(*, session: ReaderSession, cases: Sequence[Case]) -> None:
+    """Append `cases` to a session's stored order: practice cases first, then the main block, each balanced.
+
+    A session that already has items gets only main cases: practice belongs in front, and putting it there would
+    move cases the reader may already have seen.
+    """
+    existing = list(session.items.select_related("case").order_by("position"))
+    practice = [case for case in cases if case.is_practice and not existing]
+    main = [case for case in cases if not case.is_practice]
+    max_run = session.study.max_run_length
+    new_items: list[tuple[Case, bool]] = []
+    if practice:
+        order = balanced_order(
+            [case.truth for case in practice], seed=_order_seed(session, "practice", 0), max_run=max_run
+        )
+        new_items += [(practice[i], True) for i in order]
+    if main:
+        preceding = [item.case.truth for item in existing if not item.is_practice]
+        order = balanced_order(
+            [case.truth for case in main],
+            seed=_order_seed(session, "main", len(preceding)),
+            max_run=max_run,
+            preceding=preceding,
+        )
+        new_items += [(main[i], False) for i in order]
+    start = existing[-1].position + 1 if existing else 0
+    SessionItem.objects.bulk_create(
+        [
+            SessionItem(session=session, case=case, position=start + index, is_practice=is_practice)
+            for index, (case, is_practice) in enumerate(new_items)
+        ]
+    )
+    if new_items and session.completed_at is not None:
+        session.completed_at = None
+        session.save(update_fields=["completed_at"])
+
+
+def _order_seed(session: ReaderSession, block: str, already_placed: int) -> str:
+    # Each extension draws from its own reproducible stream: the stored seed, the block and where it starts.
+    return f"{session.seed}:{block}:{already_placed}"
+
+
+# --- Readings ----------------------------------------------------------------------------------------------------
+
+
+class ReadingRejected(Exception):
+    """A submission that cannot be recorded; the message says why in the reader's words."""
+
+    def __init__(self, message: str, *, field_errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field_errors = field_errors or {}
+
+
+@dataclass(frozen=True)
+class Answer:
+    call: str
+    confidence: int
+    submission_id: uuid.UUID
+    anatomy: int | None = None
+    style: int | None = None
+    artifacts: int | None = None
+    flags: tuple[str, ...] = ()
+    comment: str = ""
+    active_ms: int = 0
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    reading: Reading
+    outcome: str  # "created" | "changed" | "unchanged" | "duplicate" | "locked"
+
+
+def reading_submit(*, session: ReaderSession, item_token: str, answer: Answer) -> SubmitResult:
+    """Record a reader's answer for one item, exactly once, before anything else is shown.
+
+    Resubmitting the same `submission_id` (double click, retry after a network error) returns the recorded reading
+    unchanged. An answered item changes only if the study allows going back, and every change appends to the
+    reading's hash-chained history.
+    """
+    try:
+        with transaction.atomic():
+            return _reading_submit_locked(session=session, item_token=item_token, answer=answer)
+    except IntegrityError as exc:
+        # Two different items sent with one submission token: a client bug, never recorded twice.
+        raise ReadingRejected("This answer was already used for another case. Reload the page.") from exc
+
+
+def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: Answer) -> SubmitResult:
+    # Serialise one reader's submissions; different readers never wait for each other.
+    session = ReaderSession.objects.select_for_update().select_related("study").get(pk=session.pk)
+    study = session.study
+    item = SessionItem.objects.filter(session=session, token=item_token).select_related("case").first()
+    if item is None:
+        raise ReadingRejected("This case is not part of your reading list.")
+
+    existing = Reading.objects.filter(item=item).first()
+    if existing is not None and (
+        existing.submission_id == answer.submission_id
+        or ReadingEvent.objects.filter(reading=existing, submission_id=answer.submission_id).exists()
+    ):
+        return SubmitResult(existing, "duplicate")
+    if study.status != Study.Status.OPEN:
+        raise ReadingRejected("This study is not open for reading.")
+    if existing is not None and not study.allow_revisit:
+        return SubmitResult(existing, "locked")
+
+    answered = Reading.objects.filter(item__session=session).count()
+    if existing is None and item.position != answered:
+        raise ReadingRejected("Please answer the cases in order.")
+    _validate_answer(study=study, case=item.case, answer=answer)
+
+    now = timezone.now()
+    if existing is None:
+        reading = Reading(item=item, revision=1)
+        outcome = "created"
+    else:
+        reading = existing
+        outcome = "changed"
+    previous_values = None if existing is None else existing.values()
+    reading.call = answer.call
+    reading.confidence = answer.confidence
+    reading.anatomy = answer.anatomy
+    reading.style = answer.style
+    reading.artifacts = answer.artifacts
+    reading.flags = sorted(set(answer.flags))
+    reading.comment = answer.comment
+    if previous_values is not None and reading.values() == previous_values:
+        return SubmitResult(existing, "unchanged")
+    reading.active_ms = (existing.active_ms if existing else 0) + max(0, answer.active_ms)
+    reading.submission_id = answer.submission_id
+    if existing is not None:
+        reading.revision = existing.revision + 1
+    reading.save()
+    _append_event(reading=reading, answer=answer, at=now)
+
+    if session.started_at is None:
+        session.started_at = now
+        session.save(update_fields=["started_at"])
+    if existing is None and session.completed_at is None and answered + 1 == session.items.count():
+        session.completed_at = now
+        session.save(update_fields=["completed_at"])
+    return SubmitResult(reading, outcome)
+
+
+def _append_event(*, reading: Reading, answer: Answer, at) -> ReadingEvent:
+    previous = reading.events.order_by("-revision").values_list("hash", flat=True).first() or ""
+    event = ReadingEvent(
+        reading=reading,
+        revision=reading.revision,
+        values=reading.values(),
+        active_ms=max(0, answer.active_ms),
+        submission_id=answer.submission_id,
+        created_at=at,
+        previous_hash=previous,
+    )
+    event.hash = event.compute_hash()
+    event.save()
+    return event
+
+
+def _validate_answer(*, study: Study, case: Case, answer: Answer) -> None:
+    errors: dict[str, str] = {}
+    if answer.call not in Reading.Call.values:
+        errors["call"] = "Choose real (R) or synthetic (S)."
+    if not isinstance(answer.confidence, int) or not 1 <= answer.confidence <= study.confidence_levels:
+        errors["confidence"] = f"Choose a confidence from 1 to {study.confidence_levels}."
+    if study.asks_quality_for(case):
+        for name in ("anatomy", "style", "artifacts"):
+            value = getattr(answer, name)
+            if value is None or not 1 <= value <= 5:
+                errors[name] = f"Score {name} from 1 to 5."
+    else:
+        for name in ("anatomy", "style", "artifacts"):
+            if getattr(answer, name) is not None:
+                errors[name] = "Quality is not scored for this case."
+    unknown = set(answer.flags) - set(QualityFlag.values)
+    if unknown:
+        errors["flags"] = f"Unknown artifact flags: {', '.join(sorted(unknown))}."
+    if len(answer.comment) > 2000:
+        errors["comment"] = "Keep the comment under 2,000 characters."
+    if errors:
+        raise ReadingRejected("Please complete the answer.", field_errors=errors)
+
+
+def history_verify(*, reading: Reading) -> bool:
+    """Check a reading's hash chain: False if any event was altered, removed or reordered."""
+    previous = ""
+    for event in reading.events.order_by("revision"):
+        if event.previous_hash != previous or event.compute_hash() != event.hash:
+            return False
+        previous = event.hash
+    return True

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from readerstudy.views import reading, studies
+
+urlpatterns = [
+    path("", reading.home, name="home"),
+    path("read/<int:session_pk>/", reading.reading_page, name="reading_page"),
+    path("read/<int:session_pk>/submit/", reading.reading_submit_view, name="reading_submit"),
+    path("img/<str:token>", reading.reading_image, name="reading_image"),
+    path("studies/", studies.study_list, name="study_list"),
+    path("studies/new/", studies.study_new, name="study_new"),
+    path("studies/<int:study_pk>/", studies.study_detail, name="study_detail"),
+    path("studies/<int:study_pk>/edit/", studies.study_edit, name="study_edit"),
+    path("studies/<int:study_pk>/cases/", studies.case_list, name="case_list"),
+    path("studies/<int:study_pk>/cases/upload/", studies.case_upload, name="case_upload"),
+    path("studies/<int:study_pk>/cases/import-folder/", studies.case_import_folder, name="case_import_folder"),
+    path("studies/<int:study_pk>/cases/<int:case_pk>/image", studies.case_image, name="case_image"),
+    path("studies/<int:study_pk>/readers/", studies.readers_assign, name="readers_assign"),
+    path("studies/<int:study_pk>/readers/<int:session_pk>/remove/", studies.reader_remove, name="reader_remove"),
+]
