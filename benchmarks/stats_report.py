@@ -31,9 +31,7 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=20)
     parser.add_argument("--modalities", type=int, default=2)
     parser.add_argument("--cases", type=int, default=2000)
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="timed runs (the best and median are reported)"
-    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs (the best and median are reported)")
     args = parser.parse_args()
 
     table = simulate_study(readers=args.readers, modalities=args.modalities, cases=args.cases, seed=1)
@@ -53,20 +51,13 @@ def main() -> None:
     tracemalloc.stop()
     max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
-    print(
-        f"study: {args.readers} readers x {args.modalities} modalities x {args.cases} cases "
-        f"= {len(table)} readings"
-    )
-    print(
-        f"build_report: best {min(times):.3f} s, median {float(np.median(times)):.3f} s "
-        f"over {args.repeats} runs"
-    )
+    print(f"study: {args.readers} readers x {args.modalities} modalities x {args.cases} cases = {len(table)} readings")
+    print(f"build_report: best {min(times):.3f} s, median {float(np.median(times)):.3f} s over {args.repeats} runs")
     print(f"to_dict + json.dumps: {serialise:.3f} s, {len(payload) / 1e6:.1f} MB of JSON")
     print(f"peak traced Python allocation during build_report: {traced_peak / 2**20:.0f} MiB")
     print(f"peak resident set size of the process: {max_rss_kib / 1024:.0f} MiB")
     print(
-        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"{platform.machine()}"
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, {platform.machine()}"
     )
 
 

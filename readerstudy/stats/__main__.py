@@ -20,12 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m readerstudy.stats",
         description="Reader-study statistics: accuracy, ROC/AUC, OR MRMC, agreement, image quality.",
     )
-    parser.add_argument(
-        "path", help="long CSV (reader,modality,case,truth,rating,...), .imrmc or JAFROC .xlsx"
-    )
-    parser.add_argument(
-        "--format", choices=("json", "text"), default="json", help="output format (default json)"
-    )
+    parser.add_argument("path", help="long CSV (reader,modality,case,truth,rating,...), .imrmc or JAFROC .xlsx")
+    parser.add_argument("--format", choices=("json", "text"), default="json", help="output format (default json)")
     parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level (default 0.05)")
     parser.add_argument(
         "--modality-order",
@@ -42,9 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         table = read_table(args.path, confidence_levels=args.confidence_levels)
         if args.modality_order:
-            table = table.with_modality_order(
-                [m.strip() for m in args.modality_order.split(",") if m.strip()]
-            )
+            table = table.with_modality_order([m.strip() for m in args.modality_order.split(",") if m.strip()])
     except ReadingTableError as error:
         print(f"{args.path}: {error}", file=sys.stderr)
         return 2

@@ -157,9 +157,7 @@ def fleiss_kappa(ratings: np.ndarray, *, alpha: float = 0.05) -> FleissKappaResu
     qj = 1 - pj
     spread = np.sum(pj * qj)
     if spread > 0:
-        var_null = (
-            2 / (spread**2 * subjects * raters * (raters - 1)) * (spread**2 - np.sum(pj * qj * (qj - pj)))
-        )
+        var_null = 2 / (spread**2 * subjects * raters * (raters - 1)) * (spread**2 - np.sum(pj * qj * (qj - pj)))
         se_null = math.sqrt(var_null)
     else:
         se_null = nan
@@ -288,25 +286,15 @@ def intraclass_correlations(ratings: np.ndarray, *, alpha: float = 0.05) -> tupl
     v = vn / vd
     f_upper = stats.f.ppf(q, n - 1, v)
     f_lower = stats.f.ppf(q, v, n - 1)
-    icc2_low = (
-        n
-        * (ms_rows - f_upper * ms_error)
-        / (f_upper * (k * ms_cols + (k * n - k - n) * ms_error) + n * ms_rows)
-    )
-    icc2_high = (
-        n
-        * (f_lower * ms_rows - ms_error)
-        / (k * ms_cols + (k * n - k - n) * ms_error + n * f_lower * ms_rows)
-    )
+    icc2_low = n * (ms_rows - f_upper * ms_error) / (f_upper * (k * ms_cols + (k * n - k - n) * ms_error) + n * ms_rows)
+    icc2_high = n * (f_lower * ms_rows - ms_error) / (k * ms_cols + (k * n - k - n) * ms_error + n * f_lower * ms_rows)
     icc2k = (ms_rows - ms_error) / (ms_rows + (ms_cols - ms_error) / n)
 
     p1 = float(stats.f.sf(f1, df1_1, df2_1))
     p3 = float(stats.f.sf(f3, n - 1, df2_3))
 
     def result(form, description, value, f, d1, d2, p, low, high):
-        return IccResult(
-            form, description, float(value), float(f), float(d1), float(d2), p, Interval(low, high)
-        )
+        return IccResult(form, description, float(value), float(f), float(d1), float(d2), p, Interval(low, high))
 
     return (
         result(

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from readerstudy.stats.table import OPTIONAL_FLOAT_FIELDS, ReadingTable, ReadingTableError
+from readerstudy.stats.table import ReadingTable, ReadingTableError
 
-LONG_CSV_REQUIRED = ("reader", "modality", "case", "truth", "rating")
-LONG_CSV_COLUMNS = (*LONG_CSV_REQUIRED, "label", *OPTIONAL_FLOAT_FIELDS, "generator", "replicate")
+# ``modality`` may be left out (one modality, "all"); every other column after ``rating`` is optional.
+LONG_CSV_REQUIRED = ("reader", "case", "truth", "rating")
 _ALIASES = {"treatment": "modality", "modality_id": "modality", "reader_id": "reader", "case_id": "case"}
 
 
@@ -152,9 +152,7 @@ def parse_imrmc(text: str) -> ReadingTable:
     return ReadingTable.from_records(records, lines=[r[0] for r in readings], unit="line")
 
 
-def format_imrmc(
-    table: ReadingTable, *, description: str = "Reader study exported by readerstudy.stats"
-) -> str:
+def format_imrmc(table: ReadingTable, *, description: str = "Reader study exported by readerstudy.stats") -> str:
     """The first readings as an iMRMC input file (NR/N0/N1/NM header, truth rows ``-1,case,0,truth``)."""
     table = table.first_readings()
     truth = table.case_truth
@@ -173,9 +171,7 @@ def format_imrmc(
     lines += [f"-1,{case},0,{int(t)}" for case, t in zip(table.cases, truth, strict=True)]
     lines += [
         f"{reader},{case},{modality},{_cell(rating)}"
-        for reader, case, modality, rating in zip(
-            table.reader, table.case, table.modality, table.rating, strict=True
-        )
+        for reader, case, modality, rating in zip(table.reader, table.case, table.modality, table.rating, strict=True)
     ]
     return "\n".join(lines) + "\n"
 
@@ -317,9 +313,7 @@ def parse_rjafroc_xlsx(data: bytes) -> ReadingTable:
             try:
                 rating = float(rating)
             except (TypeError, ValueError):
-                raise ReadingTableError(
-                    f"rating {rating!r} is not a number", line=number, unit=unit
-                ) from None
+                raise ReadingTableError(f"rating {rating!r} is not a number", line=number, unit=unit) from None
             records.append(
                 {
                     "reader": _id_text(values[0]),

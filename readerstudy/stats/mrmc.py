@@ -281,9 +281,7 @@ def or_analysis(
                 modality_means[i],
                 ms_r_i[i] + r * max(cov2_i[i], 0.0) if r > 1 else nan,
                 r,
-                _safe_div((ms_r_i[i] + r * max(cov2_i[i], 0.0)) ** 2, ms_r_i[i] ** 2 / (r - 1))
-                if r > 1
-                else nan,
+                _safe_div((ms_r_i[i] + r * max(cov2_i[i], 0.0)) ** 2, ms_r_i[i] ** 2 / (r - 1)) if r > 1 else nan,
                 alpha,
                 null_value,
             )
@@ -297,9 +295,7 @@ def or_analysis(
     frrc_differences = []
     for a, b in pairs:
         frrc_differences.append(
-            _difference(
-                modalities, a, b, modality_means, math.sqrt(max(2 / r * frrc_error, 0.0)), None, alpha
-            )
+            _difference(modalities, a, b, modality_means, math.sqrt(max(2 / r * frrc_error, 0.0)), None, alpha)
         )
     reader_differences = []
     for j in range(r):
@@ -344,13 +340,10 @@ def or_analysis(
     rrfc = ORAnalysis(
         test=_f_test(ms_t, ms_tr, t - 1, rrfc_df) if t > 1 else None,
         differences=tuple(
-            _difference(modalities, a, b, modality_means, math.sqrt(2 / r * ms_tr), rrfc_df, alpha)
-            for a, b in pairs
+            _difference(modalities, a, b, modality_means, math.sqrt(2 / r * ms_tr), rrfc_df, alpha) for a, b in pairs
         ),
         modalities=tuple(
-            _single(
-                modalities[i], modality_means[i], ms_r_i[i], r, r - 1 if r > 1 else nan, alpha, null_value
-            )
+            _single(modalities[i], modality_means[i], ms_r_i[i], r, r - 1 if r > 1 else nan, alpha, null_value)
             for i in range(t)
         ),
         reader_differences=(),

@@ -72,9 +72,9 @@ def binomial_sample_size(
     if not 0 < accuracy < 1 or accuracy == null:
         raise ValueError("accuracy must lie in (0, 1) and differ from the null value")
     z_alpha, z_beta = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
-    approximate = (
-        z_alpha * math.sqrt(null * (1 - null)) + z_beta * math.sqrt(accuracy * (1 - accuracy))
-    ) ** 2 / (accuracy - null) ** 2
+    approximate = (z_alpha * math.sqrt(null * (1 - null)) + z_beta * math.sqrt(accuracy * (1 - accuracy))) ** 2 / (
+        accuracy - null
+    ) ** 2
     n = max(1, int(approximate * 0.7))
     while n <= max_n:
         reached = binomial_power(n, accuracy, null=null, alpha=alpha)

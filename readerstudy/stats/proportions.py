@@ -114,11 +114,7 @@ def clopper_pearson_interval(successes: int, trials: int, *, alpha: float = 0.05
     if trials == 0:
         return Interval(math.nan, math.nan)
     lower = 0.0 if successes == 0 else float(stats.beta.ppf(alpha / 2, successes, trials - successes + 1))
-    upper = (
-        1.0
-        if successes == trials
-        else float(stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
-    )
+    upper = 1.0 if successes == trials else float(stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
     return Interval(lower, upper)
 
 

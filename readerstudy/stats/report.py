@@ -337,9 +337,7 @@ class _Readings:
 
     def column(self, name: str) -> np.ndarray:
         cube = np.full(self.rating.shape, np.nan)
-        cube[self.table.modality_index, self.table.reader_index, self.table.case_index] = getattr(
-            self.table, name
-        )
+        cube[self.table.modality_index, self.table.reader_index, self.table.case_index] = getattr(self.table, name)
         return cube
 
 
@@ -407,9 +405,7 @@ def _binary_section(readings: _Readings, alpha: float) -> BinarySection:
 
     def entry(reader, modality, generator, mask) -> BinaryEntry:
         t = np.broadcast_to(truth, mask.shape)[mask]
-        return BinaryEntry(
-            reader, modality, generator, binary_metrics(confusion_matrix(t, label[mask]), alpha=alpha)
-        )
+        return BinaryEntry(reader, modality, generator, binary_metrics(confusion_matrix(t, label[mask]), alpha=alpha))
 
     per_reader, per_modality, per_generator = [], [], []
     for i, modality in enumerate(readings.modalities):
@@ -428,9 +424,7 @@ def _binary_section(readings: _Readings, alpha: float) -> BinarySection:
             mask[i] = read[i] & cases
             if (mask & (truth == 1)).any():
                 per_generator.append(entry(None, modality, generator, mask))
-    return BinarySection(
-        tuple(per_reader), tuple(per_modality), entry(None, None, None, read), tuple(per_generator)
-    )
+    return BinarySection(tuple(per_reader), tuple(per_modality), entry(None, None, None, read), tuple(per_generator))
 
 
 def _generators(readings: _Readings) -> tuple[str, ...]:
@@ -449,9 +443,7 @@ def _roc_section(readings: _Readings, alpha: float) -> RocSection:
             if t.all() or not t.any():
                 continue
             ratings = readings.rating[i, j, read]
-            per_reader.append(
-                RocEntry(reader, modality, delong_auc(t, ratings, alpha=alpha), roc_curve(t, ratings))
-            )
+            per_reader.append(RocEntry(reader, modality, delong_auc(t, ratings, alpha=alpha), roc_curve(t, ratings)))
         read = readings.read[i]
         t = np.broadcast_to(truth, read.shape)[read]
         if t.any() and not t.all():
@@ -463,9 +455,7 @@ def _roc_section(readings: _Readings, alpha: float) -> RocSection:
             t = truth[both]
             if t.sum() < 2 or (t == 0).sum() < 2:
                 continue
-            test = delong_paired_test(
-                t, readings.rating[a, j, both], readings.rating[b, j, both], alpha=alpha
-            )
+            test = delong_paired_test(t, readings.rating[a, j, both], readings.rating[b, j, both], alpha=alpha)
             paired.append(PairedRocEntry(reader, readings.modalities[a], readings.modalities[b], test))
     return RocSection(tuple(per_reader), tuple(pooled), tuple(paired))
 
@@ -521,9 +511,7 @@ def _generator_section(
     return tuple(entries)
 
 
-def _agreement_section(
-    table: ReadingTable, readings: _Readings, alpha: float, notes: list[str]
-) -> AgreementSection:
+def _agreement_section(table: ReadingTable, readings: _Readings, alpha: float, notes: list[str]) -> AgreementSection:
     pairwise, fleiss, alphas, iccs = [], [], [], []
     n_levels = np.unique(readings.rating[readings.read]).size
     ordinal_ratings = n_levels <= MAX_ORDINAL_LEVELS
@@ -550,15 +538,11 @@ def _agreement_section(
                 continue
             scores = readings.column(field)[i]
             for level in ("ordinal", "nominal", "interval"):
-                alphas.append(
-                    AlphaEntry(modality, f"{field}:{level}", krippendorff_alpha(scores, level=level))
-                )
+                alphas.append(AlphaEntry(modality, f"{field}:{level}", krippendorff_alpha(scores, level=level)))
             forms = intraclass_correlations(scores.T, alpha=alpha)
             if forms:
                 iccs.append(IccEntry(modality, field, forms))
-    return AgreementSection(
-        tuple(pairwise), tuple(fleiss), tuple(alphas), tuple(iccs), _repeats(table, alpha)
-    )
+    return AgreementSection(tuple(pairwise), tuple(fleiss), tuple(alphas), tuple(iccs), _repeats(table, alpha))
 
 
 def _repeats(table: ReadingTable, alpha: float) -> tuple[RepeatEntry, ...]:
@@ -567,9 +551,7 @@ def _repeats(table: ReadingTable, alpha: float) -> tuple[RepeatEntry, ...]:
     key = np.stack([table.reader_index, table.modality_index, table.case_index], axis=1)
     first_rows = np.flatnonzero(table.replicate == 0)
     lookup = {tuple(key[i]): i for i in first_rows}
-    pairs = [
-        (lookup[tuple(key[i])], i) for i in np.flatnonzero(table.replicate > 0) if tuple(key[i]) in lookup
-    ]
+    pairs = [(lookup[tuple(key[i])], i) for i in np.flatnonzero(table.replicate > 0) if tuple(key[i]) in lookup]
     if not pairs:
         return ()
     first_index = np.array([p[0] for p in pairs])
@@ -580,9 +562,7 @@ def _repeats(table: ReadingTable, alpha: float) -> tuple[RepeatEntry, ...]:
         a, b = first_index[mask], repeat_index[mask]
         call_agreement = call_kappa = None
         if table.label is not None:
-            call_agreement = proportion(
-                int(np.sum(table.label[a] == table.label[b])), int(a.size), alpha=alpha
-            )
+            call_agreement = proportion(int(np.sum(table.label[a] == table.label[b])), int(a.size), alpha=alpha)
             call_kappa = cohen_kappa(table.label[a], table.label[b], alpha=alpha)
         rating_alpha = None
         if np.unique(table.rating).size <= MAX_ORDINAL_LEVELS:
@@ -616,9 +596,7 @@ def _quality_section(readings: _Readings) -> tuple[QualityEntry, ...]:
             for generator in _generators(readings):
                 group = scores[:, (truth == 1) & (readings.generator == generator)].ravel()
                 per_generator.append(
-                    GeneratorScores(
-                        generator, score_distribution(group, levels=levels), mann_whitney(group, real)
-                    )
+                    GeneratorScores(generator, score_distribution(group, levels=levels), mann_whitney(group, real))
                 )
             entries.append(
                 QualityEntry(

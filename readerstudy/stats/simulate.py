@@ -31,9 +31,7 @@ def simulate_study(
     rng = np.random.default_rng(seed)
     truth = (np.arange(cases) < round(synthetic_share * cases)).astype(int)
     rng.shuffle(truth)
-    generator = np.where(
-        truth == 1, np.array(generators, dtype=object)[rng.integers(0, len(generators), cases)], ""
-    )
+    generator = np.where(truth == 1, np.array(generators, dtype=object)[rng.integers(0, len(generators), cases)], "")
     difficulty = rng.normal(0.0, 0.5, cases)
     ability = rng.normal(1.0, 0.4, readers)
     threshold = rng.normal(0.5, 0.3, readers)

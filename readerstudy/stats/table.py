@@ -153,9 +153,7 @@ class ReadingTable:
             self._check_length("label", label, n)
             bad = ~np.isin(label, (0.0, 1.0))
             if bad.any():
-                self._fail(
-                    bad, lambda i: f"label must be 0 (real) or 1 (synthetic) on every row, got {label[i]!r}"
-                )
+                self._fail(bad, lambda i: f"label must be 0 (real) or 1 (synthetic) on every row, got {label[i]!r}")
             set_(self, "label", label.astype(np.int8))
         for name in OPTIONAL_FLOAT_FIELDS:
             values = getattr(self, name)
@@ -165,9 +163,7 @@ class ReadingTable:
             self._check_length(name, values, n)
             bad = np.isinf(values) | (values < 0)
             if bad.any():
-                self._fail(
-                    bad, lambda i, v=values, nm=name: f"{nm} must be a non-negative number, got {v[i]!r}"
-                )
+                self._fail(bad, lambda i, v=values, nm=name: f"{nm} must be a non-negative number, got {v[i]!r}")
             set_(self, name, values)
         generator = None if self.generator is None else _text_array(self.generator, n)
         set_(self, "generator", generator)
@@ -205,8 +201,9 @@ class ReadingTable:
         if conflict.any():
             i = int(np.flatnonzero(conflict)[0])
             raise ReadingTableError(
-                f"case {self.case[i]!r} has truth {self.truth[i]} here but truth {self.truth[reference[i]]} "
-                f"on {self.source_unit} {self.source_lines[reference[i]]}: a case has one truth",
+                f"case {str(self.case[i])!r} has truth {self.truth[i]} here but truth "
+                f"{self.truth[reference[i]]} on {self.source_unit} {self.source_lines[reference[i]]}: "
+                "a case has one truth",
                 line=int(self.source_lines[i]),
                 unit=self.source_unit,
             )
@@ -215,8 +212,8 @@ class ReadingTable:
             if conflict.any():
                 i = int(np.flatnonzero(conflict)[0])
                 raise ReadingTableError(
-                    f"case {self.case[i]!r} has generator {self.generator[i]!r} here but "
-                    f"{self.generator[reference[i]]!r} on {self.source_unit} "
+                    f"case {str(self.case[i])!r} has generator {str(self.generator[i])!r} here but "
+                    f"{str(self.generator[reference[i]])!r} on {self.source_unit} "
                     f"{self.source_lines[reference[i]]}",
                     line=int(self.source_lines[i]),
                     unit=self.source_unit,
@@ -232,8 +229,8 @@ class ReadingTable:
             j = int(first[inverse[i]])
             repeat_hint = "" if self.replicate[i] else " (mark hidden repeats with replicate 1, 2, ...)"
             raise ReadingTableError(
-                f"reader {self.reader[i]!r} already read case {self.case[i]!r} in modality "
-                f"{self.modality[i]!r} on {self.source_unit} {self.source_lines[j]}{repeat_hint}",
+                f"reader {str(self.reader[i])!r} already read case {str(self.case[i])!r} in modality "
+                f"{str(self.modality[i])!r} on {self.source_unit} {self.source_lines[j]}{repeat_hint}",
                 line=int(self.source_lines[i]),
                 unit=self.source_unit,
             )
@@ -261,9 +258,7 @@ class ReadingTable:
         if not rows:
             raise ReadingTableError("no readings: the table is empty")
         n = len(rows)
-        line_numbers = (
-            np.arange(first_line, first_line + n) if lines is None else np.asarray(lines, dtype=int)
-        )
+        line_numbers = np.arange(first_line, first_line + n) if lines is None else np.asarray(lines, dtype=int)
         text = {name: [""] * n for name in ("reader", "modality", "case", "generator")}
         numbers = {name: np.full(n, np.nan) for name in ("truth", "rating", "label", *OPTIONAL_FLOAT_FIELDS)}
         replicate = np.zeros(n, dtype=np.int64)
@@ -304,9 +299,7 @@ class ReadingTable:
             if not _blank(rep):
                 value = _number(rep, "replicate", line, unit, required=True)
                 if value != int(value) or value < 0:
-                    raise ReadingTableError(
-                        f"replicate must be 0, 1, 2, ..., got {rep!r}", line=line, unit=unit
-                    )
+                    raise ReadingTableError(f"replicate must be 0, 1, 2, ..., got {rep!r}", line=line, unit=unit)
                 replicate[index] = int(value)
         label = numbers["label"] if seen["label"] else None
         if label is not None and np.isnan(label).any():

@@ -50,9 +50,7 @@ def format_text(report: StudyReport) -> str:
         out.append(f"generators: {', '.join(d.generators)}")
     if report.binary is not None:
         out += ["", "CALLS (synthetic = positive)"]
-        out.append(
-            f"{'reader':<14}{'modality':<14}{'accuracy':<44}{'sensitivity':<22}{'specificity':<22}p(acc=0.5)"
-        )
+        out.append(f"{'reader':<14}{'modality':<14}{'accuracy':<44}{'sensitivity':<22}{'specificity':<22}p(acc=0.5)")
         for e in (*report.binary.per_reader, *report.binary.per_modality, report.binary.pooled):
             m = e.metrics
             out.append(
@@ -89,9 +87,7 @@ def format_text(report: StudyReport) -> str:
         out += ["", "AGREEMENT"]
         for f in agreement.fleiss_kappa:
             k = f.kappa
-            out.append(
-                f"  Fleiss' kappa on calls, {f.modality}: {_num(k.kappa)} CI {_ci(k.ci)} (z {_num(k.z, 2)})"
-            )
+            out.append(f"  Fleiss' kappa on calls, {f.modality}: {_num(k.kappa)} CI {_ci(k.ci)} (z {_num(k.z, 2)})")
         for a in agreement.krippendorff_alpha:
             out.append(f"  Krippendorff's alpha, {a.variable}, {a.modality}: {_num(a.alpha.alpha)}")
         for i in agreement.icc:
@@ -99,9 +95,7 @@ def format_text(report: StudyReport) -> str:
             out.append(f"  ICC(2,1) {i.variable}, {i.modality}: {_num(icc2.icc)} CI {_ci(icc2.ci)}")
         for r in agreement.within_reader:
             kappa = _num(r.call_kappa.kappa) if r.call_kappa else "n/a"
-            out.append(
-                f"  within reader {r.reader or 'pooled'}: {r.pairs} repeated cases, kappa on calls {kappa}"
-            )
+            out.append(f"  within reader {r.reader or 'pooled'}: {r.pairs} repeated cases, kappa on calls {kappa}")
     if report.quality:
         out += ["", "QUALITY (higher = better; synthetic vs real)"]
         for q in report.quality:
@@ -151,11 +145,7 @@ def _analysis_text(analysis: ORAnalysis, title: str) -> list[str]:
     lines = [f"  {title}:"]
     if analysis.test is not None:
         t = analysis.test
-        df = (
-            f"{_num(t.df_numerator, 0)}, {_num(t.df_denominator, 4)}"
-            if t.df_denominator
-            else _num(t.df_numerator, 0)
-        )
+        df = f"{_num(t.df_numerator, 0)}, {_num(t.df_denominator, 4)}" if t.df_denominator else _num(t.df_numerator, 0)
         lines.append(f"    {t.statistic_name}({df}) = {_num(t.statistic, 6)}, p = {_num(t.p_value, 6)}")
     for d in analysis.differences:
         df = f" df {_num(d.df, 4)}" if d.df is not None else ""
@@ -166,7 +156,5 @@ def _analysis_text(analysis: ORAnalysis, title: str) -> list[str]:
     for m in analysis.modalities:
         df = f" df {_num(m.df, 4)}" if m.df is not None else ""
         test = f" p(vs {m.null_value}) {_p(m.p_value)}" if m.null_value is not None else ""
-        lines.append(
-            f"    {m.modality}: {_num(m.estimate, 8)} SE {_num(m.se, 8)}{df} CI {_ci(m.ci, 8)}{test}"
-        )
+        lines.append(f"    {m.modality}: {_num(m.estimate, 8)} SE {_num(m.se, 8)}{df} CI {_ci(m.ci, 8)}{test}")
     return lines

@@ -52,14 +52,10 @@ def test_cohen_kappa_matches_irr_kappa2(diagnoses):
     assert result.p_value == pytest.approx(2.63e-12, rel=5e-3)
 
 
-@pytest.mark.parametrize(
-    ("weights", "expected"), [("unweighted", 0.1195), ("linear", 0.1892), ("quadratic", 0.2968)]
-)
+@pytest.mark.parametrize(("weights", "expected"), [("unweighted", 0.1195), ("linear", 0.1892), ("quadratic", 0.2968)])
 def test_weighted_kappa_matches_irr_on_anxiety(anxiety, weights, expected):
     # irr: kappa2(anxiety[, 1:2], weight = "unweighted" / "equal" / "squared").
-    assert cohen_kappa(anxiety[:, 0], anxiety[:, 1], weights=weights).kappa == pytest.approx(
-        expected, abs=5e-5
-    )
+    assert cohen_kappa(anxiety[:, 0], anxiety[:, 1], weights=weights).kappa == pytest.approx(expected, abs=5e-5)
 
 
 def test_intraclass_correlations_match_psych_on_anxiety(anxiety):
@@ -114,9 +110,7 @@ def test_krippendorff_alpha_2011_example(krippendorff, level, expected):
 
 def test_krippendorff_nominal_exact_value(krippendorff):
     # Krippendorff (2011), nominal: alpha = 1 - (40 - 1) * 4 / (sum of n_c n_k over c != k) = 0.743421...
-    assert krippendorff_alpha(krippendorff, level="nominal").alpha == pytest.approx(
-        1 - 0.2 / (0.7794871794871795)
-    )
+    assert krippendorff_alpha(krippendorff, level="nominal").alpha == pytest.approx(1 - 0.2 / (0.7794871794871795))
 
 
 def test_perfect_agreement():

@@ -29,9 +29,7 @@ def test_reader_aucs(vandyke):
 
 def test_anova_and_variance_components(vandyke):
     ms = vandyke.mean_squares
-    assert (ms.modality, ms.reader, ms.modality_reader) == pytest.approx(
-        (0.00479617, 0.00383620, 0.00055103), abs=5e-9
-    )
+    assert (ms.modality, ms.reader, ms.modality_reader) == pytest.approx((0.00479617, 0.00383620, 0.00055103), abs=5e-9)
     assert ms.reader_per_modality == pytest.approx((0.00308263, 0.00130460), abs=5e-9)
     c = vandyke.covariance
     assert c.var_reader == pytest.approx(0.00153500, abs=5e-9)
@@ -99,9 +97,7 @@ def test_random_readers_fixed_cases(vandyke):
     assert difference.se == pytest.approx(0.01485, abs=5e-6)
     assert (difference.ci.lower, difference.ci.upper) == pytest.approx((-0.08502, -0.00258), abs=5e-6)
     first, second = analysis.modalities
-    assert (first.se, first.ci.lower, first.ci.upper) == pytest.approx(
-        (0.02482994, 0.82809808, 0.96597599), abs=5e-9
-    )
+    assert (first.se, first.ci.lower, first.ci.upper) == pytest.approx((0.02482994, 0.82809808, 0.96597599), abs=5e-9)
     assert (second.se, second.ci.lower, second.ci.upper) == pytest.approx(
         (0.01615303, 0.89598936, 0.98568536), abs=5e-9
     )
