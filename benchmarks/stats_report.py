@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import scipy
 
-from readerstudy.stats import build_report
+from readerstudy.stats import ReadingTable, build_report
 from readerstudy.stats.simulate import simulate_study
 
 
@@ -35,6 +35,10 @@ def main() -> None:
     args = parser.parse_args()
 
     table = simulate_study(readers=args.readers, modalities=args.modalities, cases=args.cases, seed=1)
+    records = table.to_records()
+    start = time.perf_counter()
+    ReadingTable.from_records(records)  # what the Django side does with database rows
+    from_records = time.perf_counter() - start
     build_report(table)  # warm-up: imports, caches
     times = []
     for _ in range(args.repeats):
@@ -53,6 +57,7 @@ def main() -> None:
 
     print(f"study: {args.readers} readers x {args.modalities} modalities x {args.cases} cases = {len(table)} readings")
     print(f"build_report: best {min(times):.3f} s, median {float(np.median(times)):.3f} s over {args.repeats} runs")
+    print(f"ReadingTable.from_records({len(records)} dicts): {from_records:.3f} s")
     print(f"to_dict + json.dumps: {serialise:.3f} s, {len(payload) / 1e6:.1f} MB of JSON")
     print(f"peak traced Python allocation during build_report: {traced_peak / 2**20:.0f} MiB")
     print(f"peak resident set size of the process: {max_rss_kib / 1024:.0f} MiB")
