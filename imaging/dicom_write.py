@@ -180,9 +180,7 @@ def _as_uint8(pixels: np.ndarray) -> np.ndarray:
 def _check_texts(texts: dict[str, tuple[str, str]]) -> None:
     for keyword, (vr, value) in texts.items():
         if len(value) > _MAX_LENGTH[vr]:
-            raise ValueError(
-                f"{keyword} is limited to {_MAX_LENGTH[vr]} characters in DICOM ({vr}); got {len(value)}."
-            )
+            raise ValueError(f"{keyword} is limited to {_MAX_LENGTH[vr]} characters in DICOM ({vr}); got {len(value)}.")
         if "\\" in value and vr == "LO":
             raise ValueError(f"{keyword} must not contain a backslash (the DICOM value separator).")
 

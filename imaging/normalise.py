@@ -184,9 +184,7 @@ def describe_served(png_bytes: bytes) -> ServedImageStats:
 def _mean_abs_laplacian(image: np.ndarray) -> float:
     if image.shape[0] < 3 or image.shape[1] < 3:
         return 0.0
-    laplacian = (
-        4.0 * image[1:-1, 1:-1] - image[:-2, 1:-1] - image[2:, 1:-1] - image[1:-1, :-2] - image[1:-1, 2:]
-    )
+    laplacian = 4.0 * image[1:-1, 1:-1] - image[:-2, 1:-1] - image[2:, 1:-1] - image[1:-1, :-2] - image[1:-1, 2:]
     return float(np.mean(np.abs(laplacian)))
 
 

@@ -97,9 +97,7 @@ def chest_phantom(seed: int, *, size: int = 512, style: PhantomStyle = "a") -> n
         )
 
     # Vessels: the zero crossings of smoothed noise form a branching web, densest at the hila.
-    field = gaussian_filter(
-        rng.standard_normal(x.shape).astype(np.float32), params.texture_blur_px * size / 512
-    )
+    field = gaussian_filter(rng.standard_normal(x.shape).astype(np.float32), params.texture_blur_px * size / 512)
     field /= field.std() + 1e-6
     web = _bump((field / 0.35) ** 2)
     hilum = _bump(np.sqrt(((np.abs(x) - 0.18) / 0.5) ** 2 + ((y + 0.05) / 0.6) ** 2) * 2.2)

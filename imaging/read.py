@@ -47,7 +47,7 @@ from pydicom.uid import (
 
 from imaging.errors import ImageImportError
 from imaging.errors import ImportErrorCode as Code
-from imaging.png import PNG_SIGNATURE
+from imaging.png import PNG_SIGNATURE, read_png_chunks
 
 SourceFormat = Literal["png", "jpeg", "dicom"]
 
@@ -112,9 +112,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None
-) -> DecodedImage:
+def read_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None) -> DecodedImage:
     """Decode a PNG, JPEG or DICOM file (given as bytes) into a :class:`DecodedImage`.
 
     Raises :class:`~imaging.errors.ImageImportError` with a code and a plain-language message for anything
@@ -133,9 +131,18 @@ def read_image(
         raise ImageImportError(Code.EMPTY_FILE, "The file is empty (0 bytes).")
 
     source_format = detect_format(data)
-    if source_format == "dicom":
-        return _read_dicom(data, max_pixels)
-    return _read_raster(data, source_format, max_pixels)
+    try:
+        if source_format == "dicom":
+            return _read_dicom(data, max_pixels)
+        return _read_raster(data, source_format, max_pixels)
+    except ImageImportError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RuntimeError) as exc:
+        # Untrusted headers can hold values of the wrong type or range; say so rather than crash.
+        raise ImageImportError(
+            Code.CORRUPT,
+            f"The {source_format.upper()} file has values that cannot be interpreted ({type(exc).__name__}: {exc}).",
+        ) from exc
 
 
 def detect_format(data: bytes) -> SourceFormat:
@@ -204,14 +211,12 @@ def _is_text(head: bytes) -> bool:
         if exc.start < len(head) - 3:
             return False
         text = head[: exc.start].decode("utf-8")
-    return all(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+    return bool(text) and all(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
 
 
 def _check_dimensions(what: str, width: int, height: int, max_pixels: int) -> None:
     if width == 0 or height == 0:
-        raise ImageImportError(
-            Code.EMPTY_IMAGE, f"The {what} declares a {width} x {height} image: it has no pixels."
-        )
+        raise ImageImportError(Code.EMPTY_IMAGE, f"The {what} declares a {width} x {height} image: it has no pixels.")
     if width * height > max_pixels:
         raise ImageImportError(
             Code.DECOMPRESSION_BOMB,
@@ -237,9 +242,7 @@ def _png_header(data: bytes) -> _RasterHeader:
                 Code.TRUNCATED,
                 f"The PNG file is truncated: it ends after {len(data):,} bytes, inside its header.",
             )
-        raise ImageImportError(
-            Code.CORRUPT, "The PNG file is damaged: its first chunk is not the IHDR header."
-        )
+        raise ImageImportError(Code.CORRUPT, "The PNG file is damaged: its first chunk is not the IHDR header.")
     width, height, bit_depth, colour_type = struct.unpack_from(">IIBB", data, 16)
     # Palette samples are indices into 8-bit palette entries.
     return _RasterHeader(width, height, 8 if colour_type == 3 else bit_depth)
@@ -320,12 +323,23 @@ def _read_raster(data: bytes, source_format: Literal["png", "jpeg"], max_pixels:
 
 def _raster_decode_error(label: str, data: bytes, exc: Exception) -> ImageImportError:
     reason = str(exc) or type(exc).__name__
-    if "truncat" in reason.lower() or isinstance(exc, EOFError):
+    if "truncat" in reason.lower() or isinstance(exc, EOFError) or _stream_incomplete(label, data):
         return ImageImportError(
             Code.TRUNCATED,
             f"The {label} file is truncated: its image data ends early (the file is {len(data):,} bytes).",
         )
     return ImageImportError(Code.CORRUPT, f"The {label} file is damaged and cannot be decoded ({reason}).")
+
+
+def _stream_incomplete(label: str, data: bytes) -> bool:
+    """Whether a PNG lacks IEND (or a chunk overruns the data), or a JPEG its end-of-image marker."""
+    if label == "JPEG":
+        return b"\xff\xd9" not in data[-64:]
+    try:
+        chunks = read_png_chunks(data)
+    except ValueError:
+        return True
+    return not chunks or chunks[-1].type != "IEND"
 
 
 def _raster_to_gray(image: Image.Image) -> tuple[np.ndarray, bool, list[str]]:
@@ -393,10 +407,18 @@ def _read_dicom(data: bytes, max_pixels: int) -> DecodedImage:
                 Code.UNSUPPORTED_DICOM,
                 "The DICOM file holds floating-point pixel data, which is not supported.",
             )
+        if "Rows" in ds and "Columns" in ds:
+            raise ImageImportError(
+                Code.TRUNCATED,
+                f"The DICOM file is truncated or incomplete: it describes a {ds.Columns} x {ds.Rows} image "
+                f"but ends after {len(data):,} bytes without its pixel data.",
+            )
         raise ImageImportError(
             Code.EMPTY_IMAGE,
             f"The DICOM file has no pixel data (SOP class: {_sop_class_name(ds)}); it is not an image.",
         )
+    if not ds.PixelData:
+        raise ImageImportError(Code.EMPTY_IMAGE, "The DICOM pixel data element is empty.")
     transfer_syntax = _transfer_syntax(ds)
     _check_decoder(transfer_syntax)
     photometric, rows, columns = _check_pixel_description(ds, max_pixels)
@@ -440,17 +462,16 @@ def _read_dicom(data: bytes, max_pixels: int) -> DecodedImage:
 
 
 def _parse_dicom(data: bytes) -> Dataset:
+    _check_meta_complete(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
         except Exception as exc:  # pydicom raises many types on damaged input
-            if _DICOM_PIXEL_DATA_TAG not in data or isinstance(exc, EOFError | struct.error):
-                raise ImageImportError(
-                    Code.TRUNCATED if isinstance(exc, EOFError | struct.error) else Code.CORRUPT,
-                    f"The DICOM file is damaged and cannot be parsed ({exc}).",
-                ) from exc
-            raise ImageImportError(Code.CORRUPT, f"The DICOM file cannot be parsed ({exc}).") from exc
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, EOFError | struct.error) or any(hint in reason for hint in _END_OF_DATA_HINTS):
+                raise _dicom_truncated(data, "in the middle of an element") from exc
+            raise ImageImportError(Code.CORRUPT, f"The DICOM file is damaged and cannot be parsed ({reason}).") from exc
     if any("End of file reached before delimiter" in str(w.message) for w in caught):
         raise ImageImportError(
             Code.TRUNCATED,
@@ -465,14 +486,28 @@ def _parse_dicom(data: bytes) -> Dataset:
     return ds
 
 
+def _dicom_truncated(data: bytes, where: str) -> ImageImportError:
+    return ImageImportError(Code.TRUNCATED, f"The DICOM file is truncated: it ends after {len(data):,} bytes, {where}.")
+
+
+# Phrases of pydicom's parse errors that mean the data stopped where more was declared.
+_END_OF_DATA_HINTS = ("No tag to read", "End of file", "Expected total bytes", "unexpected end", "EOF")
+
+
+def _check_meta_complete(data: bytes) -> None:
+    """With a preamble, the group length (0002,0000) says where the file meta header ends."""
+    if data[128:132] != b"DICM":
+        return
+    if len(data) < 144:
+        raise _dicom_truncated(data, "inside its file meta header")
+    if data[132:138] == b"\x02\x00\x00\x00UL":
+        (group_length,) = struct.unpack_from("<I", data, 140)
+        if 144 + group_length > len(data):
+            raise _dicom_truncated(data, "inside its file meta header")
+
+
 def _check_dicom_complete(ds: Dataset, data: bytes) -> None:
     """Refuse a file cut short: pydicom silently returns what it could read, so compare declared lengths."""
-    meta_length = ds.file_meta.get("FileMetaInformationGroupLength")
-    if meta_length is not None and data[128:132] == b"DICM" and 144 + int(meta_length) > len(data):
-        raise ImageImportError(
-            Code.TRUNCATED,
-            f"The DICOM file is truncated: it ends after {len(data):,} bytes, inside its file meta header.",
-        )
     end_of_last = 0
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
@@ -484,23 +519,16 @@ def _check_dicom_complete(ds: Dataset, data: bytes) -> None:
         if end > len(data):
             keyword = keyword_for_tag(tag) or str(tag)
             if keyword == "PixelData":
-                message = (
+                raise ImageImportError(
+                    Code.TRUNCATED,
                     f"The DICOM file is truncated: pixel data ends after {len(data) - value_tell:,} "
-                    f"of {length:,} bytes."
+                    f"of {length:,} bytes.",
                 )
-            else:
-                message = (
-                    f"The DICOM file is truncated: it ends after {len(data):,} bytes, inside the "
-                    f"{keyword} element."
-                )
-            raise ImageImportError(Code.TRUNCATED, message)
+            raise _dicom_truncated(data, f"inside the {keyword} element")
         end_of_last = max(end_of_last, end)
     trailing = len(data) - end_of_last
     if end_of_last and 0 < trailing < 8 and "PixelData" not in ds:
-        raise ImageImportError(
-            Code.TRUNCATED,
-            f"The DICOM file is truncated: it ends after {len(data):,} bytes, inside an element header.",
-        )
+        raise _dicom_truncated(data, "inside an element header")
 
 
 def _sop_class_name(ds: Dataset) -> str:
@@ -514,13 +542,7 @@ def _transfer_syntax(ds: Dataset) -> UID:
         return UID(str(uid))
     # A bare data set (no file meta): take the encoding pydicom detected, which only native syntaxes allow.
     implicit, little_endian = ds.original_encoding
-    uid = (
-        ImplicitVRLittleEndian
-        if implicit
-        else ExplicitVRLittleEndian
-        if little_endian
-        else ExplicitVRBigEndian
-    )
+    uid = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
     if ds["PixelData"].is_undefined_length:
         raise ImageImportError(
             Code.UNSUPPORTED_DICOM,
@@ -547,8 +569,7 @@ def _check_decoder(transfer_syntax: UID) -> None:
         missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
         raise ImageImportError(
             Code.UNSUPPORTED_TRANSFER_SYNTAX,
-            f"The DICOM transfer syntax {transfer_syntax.name} needs a decoder that is not installed "
-            f"({missing}).",
+            f"The DICOM transfer syntax {transfer_syntax.name} needs a decoder that is not installed ({missing}).",
         )
 
 
@@ -592,8 +613,6 @@ def _check_native_length(ds: Dataset) -> None:
     pixel_count = int(ds.Rows) * int(ds.Columns) * samples
     expected = (pixel_count + 7) // 8 if bits_allocated == 1 else pixel_count * (bits_allocated // 8)
     actual = len(ds.PixelData)
-    if actual == 0:
-        raise ImageImportError(Code.EMPTY_IMAGE, "The DICOM pixel data element is empty.")
     if actual < expected:
         raise ImageImportError(
             Code.TRUNCATED,
@@ -645,9 +664,12 @@ def _apply_voi(values: np.ndarray, ds: Dataset, notes: list[str]) -> np.ndarray 
 
     if "WindowCenter" not in ds or "WindowWidth" not in ds:
         return None
-    center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    try:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except ValueError:  # pydicom parses DS values on access
+        center = width = None
     if center is None or width is None or width < 1:
-        notes.append(f"window width {width} is not usable; ignored")
+        notes.append("the window centre/width in the file is not usable; ignored")
         return None
     function = str(ds.get("VOILUTFunction") or "LINEAR").upper()
     with np.errstate(over="ignore"):
