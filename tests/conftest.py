@@ -92,6 +92,7 @@ def make_study(coordinator):
 
     def make(*, real: int = 4, synthetic: int = 4, practice: int = 0, seed_base: int = 0, **settings_values):
         settings_values.setdefault("status", "open")
+        settings_values.setdefault("display_size", 512)  # the smallest policy keeps tests fast
         study = study_create(created_by=coordinator, name=settings_values.pop("name", "Study"), **settings_values)
         files = {
             "real": [IncomingFile(f"real-{i}.png", png_bytes(seed_base + i)) for i in range(real)],
