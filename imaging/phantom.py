@@ -82,7 +82,7 @@ def chest_phantom(seed: int, *, size: int = 512, style: PhantomStyle = "a") -> n
     mediastinum = _soft(mediastinum_half_width - np.abs(x - 0.01), edge * 2)
     lungs = lungs * (1 - heart) * (1 - mediastinum)
     trachea = _soft(0.032 - np.abs(x), edge) * _soft(-0.22 - y, 0.03)
-    abdomen = _soft(y - np.where(x < 0, dome_right, dome_left) + 0.1, 0.06) * (1 - lungs)
+    abdomen = _soft(y - np.where(x < 0, np.float32(dome_right), np.float32(dome_left)) + 0.1, 0.06) * (1 - lungs)
     bubble = _soft(1 - ((x - 0.40) / 0.10) ** 2 - ((y - dome_left - 0.06) / 0.05) ** 2, 0.3)
 
     spine = _soft(0.06 - np.abs(x), edge)
@@ -97,7 +97,9 @@ def chest_phantom(seed: int, *, size: int = 512, style: PhantomStyle = "a") -> n
         )
 
     # Vessels: the zero crossings of smoothed noise form a branching web, densest at the hila.
-    field = gaussian_filter(rng.standard_normal(x.shape).astype(np.float32), params.texture_blur_px * size / 512)
+    field = gaussian_filter(
+        rng.standard_normal(x.shape, dtype=np.float32), params.texture_blur_px * size / 512, truncate=3.0
+    )
     field /= field.std() + 1e-6
     web = _bump((field / 0.35) ** 2)
     hilum = _bump(np.sqrt(((np.abs(x) - 0.18) / 0.5) ** 2 + ((y + 0.05) / 0.6) ** 2) * 2.2)
@@ -114,7 +116,7 @@ def chest_phantom(seed: int, *, size: int = 512, style: PhantomStyle = "a") -> n
 
     if params.image_blur_px:
         image = gaussian_filter(image, params.image_blur_px * size / 512)
-    noise = rng.standard_normal(x.shape).astype(np.float32)
+    noise = rng.standard_normal(x.shape, dtype=np.float32)
     if params.noise_blur_px:
         noise = gaussian_filter(noise, params.noise_blur_px * size / 512)
         noise /= noise.std() + 1e-6
@@ -126,7 +128,7 @@ def chest_phantom(seed: int, *, size: int = 512, style: PhantomStyle = "a") -> n
 
 def _soft(distance: np.ndarray, width: float) -> np.ndarray:
     """A smooth 0-to-1 step: 0 well inside negative distances, 1 well inside positive ones."""
-    return (0.5 * (1 + np.tanh(distance / width))).astype(np.float32)
+    return 0.5 * (1 + np.tanh(distance / np.float32(width)))
 
 
 def _bump(z: np.ndarray) -> np.ndarray:
