@@ -163,6 +163,7 @@
       return;
     }
     box.remove();
+    tick();
     f.querySelector('input[name="active_ms"]').value = String(Math.round(state.activeMs));
     if (window.htmx) {
       htmx.trigger(f, "submit");
@@ -253,6 +254,7 @@
     const f = form();
     if (f) {
       f.addEventListener("submit", function () {
+        tick();
         f.querySelector('input[name="active_ms"]').value = String(Math.round(state.activeMs));
       });
     }
