@@ -39,6 +39,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.uid import (
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -434,10 +435,15 @@ def _read_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             raise
         except Exception as exc:  # decoders raise many types (ValueError, RuntimeError, OSError, ...)
             raise ImageImportError(
-                Code.CORRUPT, f"The DICOM {transfer_syntax.name} pixel data could not be decoded ({exc})."
+                Code.CORRUPT,
+                f"The DICOM {transfer_syntax.name} pixel data could not be decoded: it is damaged or uses a "
+                f"feature the installed decoders lack ({exc}).",
             ) from exc
 
     notes = [f"DICOM {ds.get('Modality') or 'image'}, {photometric}, transfer syntax {transfer_syntax.name}"]
+    if any(0x6000 <= element.tag.group <= 0x60FF for element in ds):
+        # Overlays can carry annotations or text; they are not burned into the served image.
+        notes.append("overlay planes in the file were not drawn")
     bits_stored = int(ds.get("BitsStored") or ds.BitsAllocated)
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         pixels = _monochrome_display(stored, ds, photometric, notes)
@@ -508,6 +514,8 @@ def _check_meta_complete(data: bytes) -> None:
 
 def _check_dicom_complete(ds: Dataset, data: bytes) -> None:
     """Refuse a file cut short: pydicom silently returns what it could read, so compare declared lengths."""
+    if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        return  # positions refer to the inflated stream; a cut deflate stream fails to parse instead
     end_of_last = 0
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
@@ -610,6 +618,8 @@ def _check_pixel_description(ds: Dataset, max_pixels: int) -> tuple[str, int, in
 def _check_native_length(ds: Dataset) -> None:
     bits_allocated = int(ds.BitsAllocated)
     samples = int(ds.get("SamplesPerPixel") or 1)
+    if str(ds.PhotometricInterpretation).strip().upper() == "YBR_FULL_422":
+        samples = 2  # chroma is stored at half horizontal resolution: Y Y Cb Cr per two pixels
     pixel_count = int(ds.Rows) * int(ds.Columns) * samples
     expected = (pixel_count + 7) // 8 if bits_allocated == 1 else pixel_count * (bits_allocated // 8)
     actual = len(ds.PixelData)

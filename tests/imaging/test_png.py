@@ -61,5 +61,5 @@ def test_chunk_reader_refuses_non_png_and_overrunning_chunks() -> None:
         read_png_chunks(b"GIF89a" + png)
     with pytest.raises(ValueError, match="cut off"):
         read_png_chunks(png[:40])  # inside the second chunk's 8-byte header
-    with pytest.raises(ValueError, match="ends .* early"):
+    with pytest.raises(ValueError, match=r"ends .* early"):
         read_png_chunks(png[:45])  # inside the IDAT data
