@@ -92,11 +92,13 @@ def _first_appearance(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 def _text_array(values: Any, length: int | None = None) -> np.ndarray:
-    array = np.asarray(values, dtype=object)
+    array = values if isinstance(values, np.ndarray) and values.dtype.kind == "U" else np.asarray(values, dtype=object)
     if array.ndim != 1:
         raise ReadingTableError("columns must be one-dimensional")
     if length is not None and array.size != length:
         raise ReadingTableError(f"column has {array.size} values, expected {length}")
+    if array.dtype.kind == "U":
+        return array  # already text: skip the per-value str() that dominates construction
     return np.array([str(v) for v in array], dtype=str) if array.size else np.array([], dtype=str)
 
 
@@ -324,6 +326,129 @@ class ReadingTable:
             **optional,
         )
 
+    @classmethod
+    def from_columns(
+        cls,
+        *,
+        reader: Sequence[Any],
+        case: Sequence[Any],
+        truth: Sequence[Any],
+        modality: Sequence[Any] | str | None = None,
+        rating: Sequence[Any] | None = None,
+        label: Sequence[Any] | None = None,
+        confidence: Sequence[Any] | None = None,
+        anatomy: Sequence[Any] | None = None,
+        style: Sequence[Any] | None = None,
+        artifacts: Sequence[Any] | None = None,
+        active_seconds: Sequence[Any] | None = None,
+        generator: Sequence[Any] | None = None,
+        replicate: Sequence[Any] | None = None,
+        confidence_levels: int | None = None,
+        first_line: int = 1,
+        lines: Sequence[int] | None = None,
+        unit: str = "record",
+    ) -> ReadingTable:
+        """Build a table from whole columns: the vectorised twin of :meth:`from_records`, with its rules.
+
+        Every column holds one value per reading (``modality`` may be one text for all); a column left out
+        (None) is absent, and within a column None or NaN marks a missing value. An optional column whose
+        values are all missing is absent, as in :meth:`from_records`. Text values are stripped; numbers may be
+        numeric or numeric text. A malformed value raises the :class:`ReadingTableError` that
+        :meth:`from_records` raises for the same record. Use this for database rows (``values_list``
+        transposed): on 80,000 readings it is several times faster than building 80,000 dicts.
+        """
+        n = len(reader)
+        if n == 0:
+            raise ReadingTableError("no readings: the table is empty")
+        line_numbers = np.arange(first_line, first_line + n) if lines is None else np.asarray(lines, dtype=int)
+        if line_numbers.shape != (n,):
+            raise ReadingTableError(f"lines has {line_numbers.size} values, expected {n}")
+
+        def fail(row: int, problem: str) -> None:
+            raise ReadingTableError(problem, line=int(line_numbers[row]), unit=unit)
+
+        def missing_text(values: np.ndarray, name: str) -> None:
+            blank = values == ""
+            if blank.any():
+                fail(int(np.flatnonzero(blank)[0]), f"missing {name}")
+
+        reader_text = _stripped_text(reader, "reader", n)
+        missing_text(reader_text, "reader")
+        case_text = _stripped_text(case, "case", n)
+        missing_text(case_text, "case")
+        if modality is None or isinstance(modality, str):
+            modality_text = np.full(n, (modality or "").strip() or DEFAULT_MODALITY)
+        else:
+            modality_text = _stripped_text(modality, "modality", n)
+            modality_text = np.where(modality_text == "", DEFAULT_MODALITY, modality_text)
+        generator_text = None
+        if generator is not None:
+            generator_text = _stripped_text(generator, "generator", n)
+            if not (generator_text != "").any():
+                generator_text = None
+
+        def numbers(values: Sequence[Any] | None, name: str, *, required: bool = False) -> np.ndarray:
+            if values is None:
+                if required:
+                    fail(0, f"missing {name}")
+                return np.full(n, np.nan)
+            return _number_column(values, name, n, line_numbers, unit, required=required)
+
+        truth_values = numbers(truth, "truth", required=True)
+        label_values = numbers(label, "label")
+        given = {
+            "confidence": confidence,
+            "anatomy": anatomy,
+            "style": style,
+            "artifacts": artifacts,
+            "active_seconds": active_seconds,
+        }
+        optional = {name: numbers(given[name], name) for name in OPTIONAL_FLOAT_FIELDS}
+        rating_values = numbers(rating, "rating")
+        unrated = np.isnan(rating_values)
+        if unrated.any():
+            confidence_values = optional["confidence"]
+            cannot = unrated & (np.isnan(label_values) | np.isnan(confidence_values))
+            if confidence_levels is None or cannot.any():
+                first = int(np.flatnonzero(unrated if confidence_levels is None else cannot)[0])
+                fail(first, "missing rating (give rating, or label and confidence with confidence_levels)")
+            pair_label, pair_confidence = label_values[unrated], confidence_values[unrated]
+            bad_label = ~np.isin(pair_label, (0.0, 1.0))
+            bad_confidence = ~((pair_confidence >= 1) & (pair_confidence <= confidence_levels))
+            if confidence_levels < 1 or bad_label.any() or bad_confidence.any():
+                rows = np.flatnonzero(unrated)
+                first = 0 if confidence_levels < 1 else int(np.flatnonzero(bad_label | bad_confidence)[0])
+                try:
+                    ordinal_score(pair_label[first], pair_confidence[first], confidence_levels)
+                except ValueError as error:
+                    fail(int(rows[first]), str(error))
+            rating_values[unrated] = ordinal_score(pair_label, pair_confidence, confidence_levels)
+        has_label = not np.isnan(label_values).all()
+        if has_label and np.isnan(label_values).any():
+            fail(int(np.flatnonzero(np.isnan(label_values))[0]), "missing label: give a label on every row or on none")
+        replicate_values = np.zeros(n, dtype=np.int64)
+        if replicate is not None:
+            raw = numbers(replicate, "replicate")
+            given = ~np.isnan(raw)
+            bad = given & ((raw != np.round(raw)) | (raw < 0))
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                fail(first, f"replicate must be 0, 1, 2, ..., got {_original(replicate, first)!r}")
+            replicate_values[given] = raw[given].astype(np.int64)
+        return cls(
+            reader=reader_text,
+            modality=modality_text,
+            case=case_text,
+            truth=truth_values,
+            rating=rating_values,
+            label=label_values if has_label else None,
+            generator=generator_text,
+            replicate=replicate_values,
+            source_lines=line_numbers,
+            source_unit=unit,
+            **{name: values if not np.isnan(values).all() else None for name, values in optional.items()},
+        )
+
     def to_records(self) -> list[dict[str, Any]]:
         """Rows as dicts (the inverse of :meth:`from_records`); absent optional columns are left out."""
         columns = self.present_columns()
@@ -447,6 +572,54 @@ class ReadingTable:
             object.__setattr__(subset, name, None if column is None else column[rows])
         object.__setattr__(subset, "source_unit", self.source_unit)
         return subset
+
+
+def _stripped_text(values: Any, name: str, n: int) -> np.ndarray:
+    """A text column with surrounding white space removed; None and NaN become "" (missing)."""
+    array = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if array.ndim != 1 or array.shape[0] != n:
+        raise ReadingTableError(f"column {name!r} has {array.size} values, expected {n}")
+    if array.dtype.kind in "OfSV":
+        array = np.array(["" if _blank(v) else str(v) for v in array.tolist()], dtype=str)
+    elif array.dtype.kind != "U":
+        array = array.astype(str)
+    return np.char.strip(array) if n else array
+
+
+def _original(values: Any, index: int) -> Any:
+    value = values[index]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _number_column(values: Any, name: str, n: int, lines: np.ndarray, unit: str, *, required: bool) -> np.ndarray:
+    """A numeric column as floats (NaN = missing) with :func:`_number`'s rules, vectorised for numbers."""
+    array = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+    if array.ndim != 1 or array.shape[0] != n:
+        raise ReadingTableError(f"column {name!r} has {array.size} values, expected {n}")
+    numbers = None
+    if array.dtype.kind in "biuf":
+        numbers = array.astype(float)
+    elif array.dtype.kind == "O" and not {str, bytes, np.str_, np.bytes_} & set(map(type, array.tolist())):
+        try:
+            numbers = array.astype(float)  # None -> NaN
+        except (TypeError, ValueError):
+            numbers = None
+    if numbers is None:
+        # Text or odd objects: the per-value rules of from_records, which also name the first bad value.
+        return np.array(
+            [_number(v, name, int(lines[i]), unit, required=required) for i, v in enumerate(array.tolist())],
+            dtype=float,
+        )
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        first = int(np.flatnonzero(infinite)[0])
+        raise ReadingTableError(
+            f"{name} {_original(array, first)!r} is not a finite number", line=int(lines[first]), unit=unit
+        )
+    if required and np.isnan(numbers).any():
+        first = int(np.flatnonzero(np.isnan(numbers))[0])
+        raise ReadingTableError(f"missing {name}", line=int(lines[first]), unit=unit)
+    return numbers
 
 
 def _blank(value: Any) -> bool:
