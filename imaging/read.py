@@ -97,6 +97,7 @@ class DecodedImage:
     ``pixels`` is 2-D float32 in [0, 1], higher = brighter, every grey-level transform of the source applied.
     ``bits_stored`` is the precision of the source samples (DICOM Bits Stored, PNG bit depth, JPEG precision).
     ``notes`` are human-readable remarks on what was done; they never contain patient data.
+    ``pixels`` is read-only, so one decoded image can be shared safely; copy it to modify it.
     """
 
     pixels: np.ndarray
@@ -106,6 +107,9 @@ class DecodedImage:
     bits_stored: int
     was_colour: bool
     notes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        self.pixels.flags.writeable = False
 
 
 def sha256_hex(data: bytes) -> str:
@@ -212,6 +216,7 @@ def _is_text(head: bytes) -> bool:
         if exc.start < len(head) - 3:
             return False
         text = head[: exc.start].decode("utf-8")
+    text = text.removeprefix("\ufeff")  # byte order mark
     return bool(text) and all(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
 
 
