@@ -317,3 +317,41 @@ class ReadingEvent(models.Model):
             separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ImportJob(models.Model):
+    """A folder import run by a Celery worker, with its progress and per-file report in the database."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    folder = models.CharField(max_length=1000)
+    truth = models.CharField(max_length=10, choices=Case.Truth.choices)
+    generator = models.CharField(max_length=120, blank=True)
+    is_practice = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=list, blank=True, help_text="One row per file, in import order.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import of {self.folder} into {self.study}"
+
+    @property
+    def processed(self) -> int:
+        return len(self.report)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.processed / self.total) if self.total else 0

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,6 +24,7 @@ from imaging.normalise import normalise_for_serving
 from imaging.read import read_image, sha256_hex
 from readerstudy.models import (
     Case,
+    ImportJob,
     QualityFlag,
     ReaderSession,
     Reading,
@@ -136,17 +138,7 @@ class ImportReport:
     def to_dict(self) -> dict:
         return {
             "summary": self.summary(),
-            "rows": [
-                {
-                    "name": row.name,
-                    "status": row.status,
-                    "message": row.message,
-                    "case_id": row.case_id,
-                    "notes": list(row.notes),
-                    "flagged": row.flagged,
-                }
-                for row in self.rows
-            ],
+            "rows": [import_row_dict(row) for row in self.rows],
         }
 
 
@@ -159,10 +151,12 @@ def cases_import(
     is_practice: bool = False,
     generator: str = "",
     provenance: dict | None = None,
+    extend_sessions: bool = True,
 ) -> ImportReport:
     """Import image files as cases of one class. Each file is all-or-nothing; a bad file does not stop the batch.
 
-    Existing readers get the new cases appended to their stored orders (never reordered).
+    Existing readers get the new cases appended to their stored orders (never reordered); a caller importing file
+    by file passes `extend_sessions=False` and calls `sessions_extend` once at the end.
     """
     if truth not in Case.Truth.values:
         raise ValidationError(f"Unknown truth {truth!r}: use 'real' or 'synthetic'.")
@@ -179,9 +173,20 @@ def cases_import(
                 provenance=provenance or {},
             )
         )
-    if report.imported:
+    if report.imported and extend_sessions:
         sessions_extend(study=study)
     return report
+
+
+def import_row_dict(row: ImportRow) -> dict:
+    return {
+        "name": row.name,
+        "status": row.status,
+        "message": row.message,
+        "case_id": row.case_id,
+        "notes": list(row.notes),
+        "flagged": row.flagged,
+    }
 
 
 def _import_one(
@@ -477,3 +482,93 @@ def history_verify(*, reading: Reading) -> bool:
             return False
         previous = event.hash
     return True
+
+
+# --- Folder import jobs ------------------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ""}
+
+
+def folder_image_paths(folder: Path) -> list[Path]:
+    """Image-like files under `folder`, recursively, in a stable order."""
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+
+
+def folder_files(folder: Path) -> Iterator[IncomingFile]:
+    """The folder's image files, read one at a time, named by their path inside the folder."""
+    for path in folder_image_paths(folder):
+        yield IncomingFile(name=str(path.relative_to(folder)), data=path.read_bytes())
+
+
+@transaction.atomic
+def import_job_start(
+    *, study: Study, created_by: User, folder: Path, truth: str, generator: str = "", is_practice: bool = False
+) -> ImportJob:
+    """Queue a folder import for a worker; it starts once this transaction commits."""
+    from readerstudy.tasks import import_folder
+
+    job = ImportJob.objects.create(
+        study=study,
+        created_by=created_by,
+        folder=str(folder),
+        truth=truth,
+        generator=generator,
+        is_practice=is_practice,
+        total=len(folder_image_paths(folder)),
+    )
+    transaction.on_commit(lambda: import_folder.delay(job_pk=job.pk))
+    return job
+
+
+def import_job_run(*, job_pk: int) -> ImportJob:
+    """Import a job's folder file by file, recording each result as it goes.
+
+    Safe to run again after a crash: files already in the report are skipped, and a file imported just before a
+    crash but not yet reported is recognised by its hash and reported as imported.
+    """
+    job = ImportJob.objects.select_related("study").get(pk=job_pk)
+    if job.status in {ImportJob.Status.DONE, ImportJob.Status.FAILED}:
+        return job
+    folder = Path(job.folder)
+    if not folder.is_dir():
+        job.status, job.error, job.finished_at = (
+            ImportJob.Status.FAILED,
+            f"There is no folder {folder}.",
+            timezone.now(),
+        )
+        job.save(update_fields=["status", "error", "finished_at"])
+        return job
+    paths = folder_image_paths(folder)
+    job.status, job.total = ImportJob.Status.RUNNING, len(paths)
+    job.started_at = job.started_at or timezone.now()
+    job.save(update_fields=["status", "total", "started_at"])
+    done = {row["name"] for row in job.report}
+    for path in paths:
+        name = str(path.relative_to(folder))
+        if name in done:
+            continue
+        data = path.read_bytes()
+        existing = Case.objects.filter(study=job.study, original_sha256=sha256_hex(data)).first()
+        if existing is not None and existing.created_at >= job.created_at and existing.label == name[:255]:
+            row = ImportRow(name, "imported", case_id=existing.pk, notes=tuple(existing.import_notes))
+        else:
+            report = cases_import(
+                study=job.study,
+                files=[IncomingFile(name, data)],
+                truth=job.truth,
+                source=Case.Source.FOLDER,
+                is_practice=job.is_practice,
+                generator=job.generator,
+                extend_sessions=False,
+            )
+            row = report.rows[0]
+        job.report.append(import_row_dict(row))
+        job.save(update_fields=["report"])
+    sessions_extend(study=job.study)
+    job.status, job.finished_at = ImportJob.Status.DONE, timezone.now()
+    job.save(update_fields=["status", "finished_at"])
+    return job

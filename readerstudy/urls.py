@@ -14,6 +14,7 @@ urlpatterns = [
     path("studies/<int:study_pk>/cases/", studies.case_list, name="case_list"),
     path("studies/<int:study_pk>/cases/upload/", studies.case_upload, name="case_upload"),
     path("studies/<int:study_pk>/cases/import-folder/", studies.case_import_folder, name="case_import_folder"),
+    path("studies/<int:study_pk>/imports/<int:job_pk>/", studies.import_job, name="import_job"),
     path("studies/<int:study_pk>/cases/<int:case_pk>/image", studies.case_image, name="case_image"),
     path("studies/<int:study_pk>/readers/", studies.readers_assign, name="readers_assign"),
     path("studies/<int:study_pk>/readers/<int:session_pk>/remove/", studies.reader_remove, name="reader_remove"),

@@ -127,3 +127,101 @@ def session(study, reader):
     from readerstudy.services import reader_assign
 
     return reader_assign(study=study, reader=reader)
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """Start real Celery worker processes against this test database and the Redis broker.
+
+    Yields a `start()` function returning a `subprocess.Popen` (so a test can kill a worker mid-task and start
+    another); every worker still running is stopped at the end. Needs CELERY_BROKER_URL to point at Redis.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    broker = settings.CELERY_BROKER_URL
+    if not broker.startswith(("redis://", "amqp://")):
+        pytest.fail("Worker tests need CELERY_BROKER_URL=redis://... (scripts/test.sh sets it).")
+    _purge_queues(broker)
+    database = connection.settings_dict
+    database_url = (
+        f"postgres://{database['USER'] or 'postgres'}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    workers: list[subprocess.Popen] = []
+
+    def start(queues: str = "celery,gpu", extra_env: dict | None = None) -> subprocess.Popen:
+        log = open(settings.MEDIA_ROOT.parent / f"worker-{len(workers)}.log", "wb")  # noqa: SIM115
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "--queues",
+                queues,
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"test{len(workers)}@%h",
+            ],
+            cwd=REPO_ROOT,
+            env={**env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    _purge_queues(broker)
+
+
+def _purge_queues(broker: str) -> None:
+    from config.celery import app
+
+    with app.connection_for_write(broker) as conn:
+        for queue in ("celery", "gpu"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # a queue that does not exist yet has nothing to purge
+                pass
+
+
+def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout} s waiting for {what}.")

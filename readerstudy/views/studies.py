@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -11,20 +9,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from readerstudy.forms import AssignReadersForm, CaseUploadForm, FolderImportForm, StudyForm
-from readerstudy.models import Case, ReaderSession, Study
+from readerstudy.models import Case, ImportJob, ReaderSession, Study
 from readerstudy.roles import coordinator_required
 from readerstudy.selectors import study_case_counts, study_reader_progress
 from readerstudy.services import (
     IncomingFile,
     cases_import,
+    import_job_start,
     reader_assign,
     reader_unassign,
     study_create,
     study_update,
 )
 from readerstudy.views.reading import blinded_png_response
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ""}
 
 
 @coordinator_required
@@ -74,6 +71,7 @@ def study_detail(request: HttpRequest, study_pk: int) -> HttpResponse:
         "assign_form": AssignReadersForm(study=study),
         "upload_form": CaseUploadForm(),
         "folder_form": FolderImportForm(),
+        "import_jobs": study.import_jobs.all()[:5],
     }
     return render(request, "readerstudy/study_detail.html", context)
 
@@ -120,6 +118,7 @@ def case_upload(request: HttpRequest, study_pk: int) -> HttpResponse:
 @coordinator_required
 @require_POST
 def case_import_folder(request: HttpRequest, study_pk: int) -> HttpResponse:
+    """Queue a folder import for a worker and show its live progress."""
     study = get_object_or_404(Study, pk=study_pk)
     form = FolderImportForm(request.POST)
     if not form.is_valid():
@@ -129,22 +128,23 @@ def case_import_folder(request: HttpRequest, study_pk: int) -> HttpResponse:
             {"study": study, "form_errors": form.errors, "report": None},
             status=400,
         )
-    report = cases_import(
+    job = import_job_start(
         study=study,
-        files=folder_files(form.cleaned_data["folder"]),
+        created_by=request.user,
+        folder=form.cleaned_data["folder"],
         truth=form.cleaned_data["truth"],
-        source=Case.Source.FOLDER,
-        is_practice=form.cleaned_data["is_practice"],
         generator=form.cleaned_data["generator"],
+        is_practice=form.cleaned_data["is_practice"],
     )
-    return render(request, "readerstudy/import_report.html", {"study": study, "report": report})
+    return redirect("import_job", study_pk=study.pk, job_pk=job.pk)
 
 
-def folder_files(folder: Path):
-    """Image-like files under `folder`, recursively, in a stable order, read one at a time."""
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
-            yield IncomingFile(name=str(path.relative_to(folder)), data=path.read_bytes())
+@coordinator_required
+@require_GET
+def import_job(request: HttpRequest, study_pk: int, job_pk: int) -> HttpResponse:
+    job = get_object_or_404(ImportJob.objects.select_related("study"), pk=job_pk, study_id=study_pk)
+    template = "readerstudy/import_job.html#job" if request.headers.get("HX-Request") else "readerstudy/import_job.html"
+    return render(request, template, {"study": job.study, "job": job})
 
 
 @coordinator_required

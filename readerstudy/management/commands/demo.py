@@ -16,8 +16,7 @@ from django.db import transaction
 from imaging.png import encode_png_gray8, to_uint8
 from readerstudy.models import Case, Study
 from readerstudy.roles import ADMIN, COORDINATOR, READER, ensure_role_groups
-from readerstudy.services import IncomingFile, cases_import, reader_assign, study_create
-from readerstudy.views.studies import folder_files
+from readerstudy.services import IncomingFile, cases_import, folder_files, reader_assign, study_create
 
 DEMO_STUDY_NAME = "Demo: real or synthetic chest X-ray?"
 DEMO_ACCOUNTS = [
