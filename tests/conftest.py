@@ -6,6 +6,7 @@ to a temporary folder per test session.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -209,10 +210,9 @@ def _purge_queues(broker: str) -> None:
 
     with app.connection_for_write(broker) as conn:
         for queue in ("celery", "gpu"):
-            try:
+            # A queue that does not exist yet has nothing to purge.
+            with contextlib.suppress(Exception):
                 conn.default_channel.queue_purge(queue)
-            except Exception:  # a queue that does not exist yet has nothing to purge
-                pass
 
 
 def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
