@@ -134,9 +134,7 @@ def peft_to_legacy_key(key: str) -> str:
         raise AdapterError(f"Key {key!r} is not a UNet LoRA key in the peft layout.")
     module, _, projection = found["module"].removesuffix(".0").rpartition(".")
     if projection not in ("to_q", "to_k", "to_v", "to_out") or not module:
-        raise AdapterError(
-            f"Key {key!r} is not an attention projection; the legacy layout has no name for it."
-        )
+        raise AdapterError(f"Key {key!r} is not an attention projection; the legacy layout has no name for it.")
     return f"{module}.processor.{projection}_lora.{_PEFT_FACTOR[found['factor']]}.weight"
 
 
@@ -183,9 +181,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
             raise AdapterError(f"{path} is too short to be a safetensors file.")
         header_length = int.from_bytes(prefix, "little")
         if header_length <= 0 or 8 + header_length > size or header_length > 100_000_000:
-            raise AdapterError(
-                f"{path} is not a safetensors file (header length {header_length}, size {size})."
-            )
+            raise AdapterError(f"{path} is not a safetensors file (header length {header_length}, size {size}).")
         try:
             header = json.loads(handle.read(header_length))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -238,9 +234,7 @@ def read_torch_checkpoint_header(path: Path) -> dict[str, TensorInfo]:
     code."""
     try:
         with zipfile.ZipFile(path) as archive:
-            pickles = [
-                name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"
-            ]
+            pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
             if not pickles:
                 raise AdapterError(f"{path} is a zip file without data.pkl, not a torch checkpoint.")
             state = _HeaderUnpickler(archive.open(pickles[0])).load()
@@ -272,9 +266,7 @@ def find_weights_file(path: Path) -> Path:
     for name in STANDARD_WEIGHT_NAMES:
         if (path / name).is_file():
             return path / name
-    candidates = sorted(
-        child for child in path.iterdir() if child.is_file() and child.suffix in WEIGHT_SUFFIXES
-    )
+    candidates = sorted(child for child in path.iterdir() if child.is_file() and child.suffix in WEIGHT_SUFFIXES)
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
@@ -321,9 +313,7 @@ def check_adapter_dir(path: Path) -> AdapterInfo:
         )
     if adapter_format == "legacy_attn_procs":
         tensors = legacy_to_peft_keys(tensors)
-    components = tuple(
-        component for component in COMPONENTS if any(key.startswith(f"{component}.") for key in tensors)
-    )
+    components = tuple(component for component in COMPONENTS if any(key.startswith(f"{component}.") for key in tensors))
     ranks = {info.shape[0] for key, info in tensors.items() if key.endswith(".lora_A.weight") and info.shape}
     return AdapterInfo(
         path=Path(path),
@@ -389,10 +379,10 @@ def match_adapter(adapter: AdapterInfo, layer_shapes: Mapping[str, tuple[int, in
     return AdapterMatch(matched=tuple(matched), unmatched=tuple(unmatched), reasons=reasons)
 
 
-def require_match(
-    adapter: AdapterInfo, match: AdapterMatch, *, tolerance: float = UNMATCHED_TOLERANCE
-) -> None:
-    """Raise `AdapterError` if nothing matched or the unmatched share exceeds `tolerance`."""
+def require_match(adapter: AdapterInfo, match: AdapterMatch, *, tolerance: float | None = None) -> None:
+    """Raise `AdapterError` if nothing matched or the unmatched share exceeds `tolerance` (by default
+    UNMATCHED_TOLERANCE, read at call time)."""
+    tolerance = UNMATCHED_TOLERANCE if tolerance is None else tolerance
     if not match.unmatched:
         return
     sample = "; ".join(f"{key} ({match.reasons[key]})" for key in match.unmatched[:5])
