@@ -136,9 +136,7 @@ def _tiny_text_encoder(seed: int, tokenizer):
     return CLIPTextModel(config)
 
 
-def build_tiny_stable_diffusion(
-    path: Path, *, seed: int = 0, inpainting: bool = False, sample_size: int = 32
-) -> Path:
+def build_tiny_stable_diffusion(path: Path, *, seed: int = 0, inpainting: bool = False, sample_size: int = 32) -> Path:
     """Write a tiny SD 2.1-base-layout model folder at `path` and return it.
 
     `sample_size` is the UNet's latent size (as in the UNet config); the model's native image size is 8x that,

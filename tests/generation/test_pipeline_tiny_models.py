@@ -1,4 +1,4 @@
-"""The tiny model builder writes SD 2.1-base-layout folders that diffusers loads and runs (incl. inpainting)."""
+"""The tiny model builder writes SD 2.1-base-layout folders that diffusers loads and runs, inpainting too."""
 
 import json
 from pathlib import Path
@@ -108,9 +108,7 @@ def test_tiny_inpainting_model_inpaints_a_64px_image(tiny_inpainting_model_dir: 
     assert np.isfinite(result).all()
 
 
-def test_both_adapter_formats_hold_the_same_weights(
-    tiny_peft_adapter_dir: Path, tiny_legacy_adapter_dir: Path
-) -> None:
+def test_both_adapter_formats_hold_the_same_weights(tiny_peft_adapter_dir: Path, tiny_legacy_adapter_dir: Path) -> None:
     peft = check_adapter_dir(tiny_peft_adapter_dir)
     legacy = check_adapter_dir(tiny_legacy_adapter_dir)
     assert (peft.format, legacy.format) == ("peft", "legacy_attn_procs")
