@@ -44,7 +44,7 @@ def session_current_item(*, session: ReaderSession) -> SessionItem | None:
 
 
 def session_item_at(*, session: ReaderSession, position: int) -> SessionItem | None:
-    return session.items.filter(position=position).select_related("case").first()
+    return session.items.filter(position=position).select_related("case", "reading").first()
 
 
 def session_list_for_reader(*, reader) -> QuerySet[ReaderSession]:

@@ -423,7 +423,7 @@ def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: A
     if existing is not None:
         reading.revision = existing.revision + 1
     reading.save()
-    _append_event(reading=reading, answer=answer, at=now)
+    _append_event(reading=reading, answer=answer, at=now, first=existing is None)
 
     if session.started_at is None:
         session.started_at = now
@@ -434,8 +434,8 @@ def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: A
     return SubmitResult(reading, outcome)
 
 
-def _append_event(*, reading: Reading, answer: Answer, at) -> ReadingEvent:
-    previous = reading.events.order_by("-revision").values_list("hash", flat=True).first() or ""
+def _append_event(*, reading: Reading, answer: Answer, at, first: bool) -> ReadingEvent:
+    previous = "" if first else reading.events.order_by("-revision").values_list("hash", flat=True).first()
     event = ReadingEvent(
         reading=reading,
         revision=reading.revision,

@@ -66,9 +66,7 @@ def reading_submit_view(request: HttpRequest, session_pk: int) -> HttpResponse:
     session = _reader_session(request, session_pk)
     form = ReadingForm(request.POST)
     is_htmx = bool(request.headers.get("HX-Request"))
-    item = None
     if form.is_valid():
-        item = SessionItem.objects.filter(session=session, token=form.cleaned_data["item"]).first()
         try:
             result = reading_submit(session=session, item_token=form.cleaned_data["item"], answer=form.answer())
         except ReadingRejected as exc:
@@ -83,14 +81,13 @@ def reading_submit_view(request: HttpRequest, session_pk: int) -> HttpResponse:
                 if result.outcome == "locked"
                 else ""
             )
-            next_item = _item_after(session, result.reading.item)
+            next_item, following = _items_after(session, result.reading.item)
             if not is_htmx:
                 position = "" if next_item is None else f"?position={next_item.position}"
                 return redirect(f"{request.path.rsplit('submit/', 1)[0]}{position}")
-            context = _case_context(session, next_item, feedback=feedback, notice=notice)
+            context = _case_context(session, next_item, following=following, feedback=feedback, notice=notice)
             return render(request, "readerstudy/reading.html#case", context)
-    if item is None:
-        item = SessionItem.objects.filter(session=session, token=request.POST.get("item", "")).first()
+    item = _with_case(session.items.filter(token=request.POST.get("item", ""))).first()
     item = item or session_current_item(session=session)
     context = _case_context(session, item, form=form)
     template = "readerstudy/reading.html#case" if is_htmx else "readerstudy/reading.html"
@@ -136,14 +133,19 @@ def _item_to_show(session: ReaderSession, position: str | None) -> SessionItem |
     return session_item_at(session=session, position=requested) or current
 
 
-def _item_after(session: ReaderSession, item: SessionItem) -> SessionItem | None:
-    following = session_item_at(session=session, position=item.position + 1)
-    if following is None:
-        return session_current_item(session=session)
-    current = session_current_item(session=session)
-    if current is not None and following.position > current.position:
-        return current
-    return following
+def _with_case(items):
+    return items.select_related("case", "reading")
+
+
+def _items_after(session: ReaderSession, item: SessionItem) -> tuple[SessionItem | None, SessionItem | None]:
+    """The item after `item` (the next to show) and the one after that (to prefetch), in one query.
+
+    Answers always form a prefix of the order, so the next position is either the first unanswered case or, when
+    going back is allowed, an answered one the reader may review.
+    """
+    following = list(_with_case(session.items.filter(position__gt=item.position)).order_by("position")[:2])
+    following += [None, None]
+    return following[0], following[1]
 
 
 def _practice_feedback(session: ReaderSession, item: SessionItem) -> dict | None:
@@ -161,6 +163,7 @@ def _case_context(
     session: ReaderSession,
     item: SessionItem | None,
     *,
+    following: SessionItem | bool | None = False,
     form: ReadingForm | None = None,
     feedback: dict | None = None,
     notice: str = "",
@@ -189,7 +192,8 @@ def _case_context(
         values = {key: form.data.get(key) for key in ("call", "confidence", "anatomy", "style", "artifacts")}
         values["flags"] = form.data.getlist("flags") if hasattr(form.data, "getlist") else []
         values["comment"] = form.data.get("comment", "")
-    following = session_item_at(session=session, position=item.position + 1)
+    if following is False:  # not looked up by the caller
+        following = session_item_at(session=session, position=item.position + 1)
     practice_total = progress.practice_total
     context.update(
         {
