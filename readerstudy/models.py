@@ -156,6 +156,11 @@ class Case(models.Model):
     height = models.PositiveIntegerField(help_text="Height of the original image in pixels.")
     was_colour = models.BooleanField(default=False)
     import_notes = models.JSONField(default=list, blank=True)
+    served_features = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Properties of the served and original files, for the blinding audit (coordinators only).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

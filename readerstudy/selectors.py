@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet, Sum
 
 from readerstudy.models import ReaderSession, Reading, SessionItem, Study
 from readerstudy.roles import is_coordinator
+from readerstudy.stats.blinding import BlindingAudit, blinding_audit
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,33 @@ def study_case_counts(*, study: Study) -> dict[str, int]:
         practice=Count("id", filter=Q(is_practice=True)),
     )
     return {key: value or 0 for key, value in counts.items()}
+
+
+FEATURE_LABELS = {
+    "size_bytes": "served file size (bytes)",
+    "bits_per_pixel": "served file compression (bits per pixel)",
+    "mean": "mean brightness",
+    "std": "contrast (standard deviation)",
+    "p1": "darkest 1% level",
+    "p99": "brightest 1% level",
+    "black_border_fraction": "black border (share of the canvas)",
+    "content_width": "image width inside the border",
+    "content_height": "image height inside the border",
+    "sharpness": "sharpness (upscaled images are smoother)",
+    "original_width": "original width",
+    "original_height": "original height",
+    "original_aspect_ratio": "original aspect ratio",
+    "original_bits": "original bit depth",
+    "original_is_dicom": "original was DICOM",
+    "original_is_jpeg": "original was JPEG",
+    "original_was_colour": "original was colour",
+}
+
+
+def study_blinding_audit(*, study: Study) -> BlindingAudit:
+    """Could file properties alone tell this study's classes apart? (Analysed cases only, not practice.)"""
+    rows = list(study.cases.filter(is_practice=False).values_list("truth", "served_features"))
+    names = sorted({name for _, features in rows for name in features})
+    columns = {name: [features.get(name, math.nan) for _, features in rows] for name in names}
+    truth = [int(value == "synthetic") for value, _ in rows]
+    return blinding_audit(columns, truth)

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from imaging.errors import ImageImportError
-from imaging.normalise import normalise_for_serving
+from imaging.normalise import describe_served, normalise_for_serving
 from imaging.read import read_image, sha256_hex
 from readerstudy.models import (
     Case,
@@ -230,6 +230,7 @@ def _import_one(
         height=decoded.height,
         was_colour=decoded.was_colour,
         import_notes=list(decoded.notes),
+        served_features=case_features(decoded, served),
     )
     try:
         with _files_removed_on_failure(case), transaction.atomic():
@@ -239,6 +240,23 @@ def _import_one(
     except IntegrityError:
         return ImportRow(name, "duplicate", "This file is already a case in this study.")
     return ImportRow(name, "imported", case_id=case.pk, notes=tuple(decoded.notes), flagged=decoded.was_colour)
+
+
+def case_features(decoded, served: bytes) -> dict[str, float]:
+    """What a trivial classifier could use instead of anatomy: served-file and original-file properties."""
+    features = describe_served(served).features()
+    features.update(
+        {
+            "original_width": float(decoded.width),
+            "original_height": float(decoded.height),
+            "original_aspect_ratio": decoded.width / decoded.height,
+            "original_bits": float(decoded.bits_stored),
+            "original_is_dicom": float(decoded.source_format == "dicom"),
+            "original_is_jpeg": float(decoded.source_format == "jpeg"),
+            "original_was_colour": float(decoded.was_colour),
+        }
+    )
+    return features
 
 
 class _files_removed_on_failure:

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from readerstudy.forms import AssignReadersForm, CaseUploadForm, FolderImportForm, StudyForm
 from readerstudy.models import Case, ImportJob, ReaderSession, Study
 from readerstudy.roles import coordinator_required
-from readerstudy.selectors import study_case_counts, study_reader_progress
+from readerstudy.selectors import FEATURE_LABELS, study_blinding_audit, study_case_counts, study_reader_progress
 from readerstudy.services import (
     IncomingFile,
     cases_import,
@@ -72,6 +72,8 @@ def study_detail(request: HttpRequest, study_pk: int) -> HttpResponse:
         "upload_form": CaseUploadForm(),
         "folder_form": FolderImportForm(),
         "import_jobs": study.import_jobs.all()[:5],
+        "audit": study_blinding_audit(study=study),
+        "feature_labels": FEATURE_LABELS,
     }
     return render(request, "readerstudy/study_detail.html", context)
 
