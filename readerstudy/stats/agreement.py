@@ -245,6 +245,8 @@ def _alpha_metric(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray
     return (between - (n_c[:, None] + n_c[None, :]) / 2) ** 2
 
 
+# Perfect agreement (no error variance) makes the F ratios infinite; the results are then inf/NaN, not warnings.
+@np.errstate(divide="ignore", invalid="ignore")
 def intraclass_correlations(ratings: np.ndarray, *, alpha: float = 0.05) -> tuple[IccResult, ...]:
     """The six intraclass correlations of Shrout & Fleiss for subjects (rows) x raters (columns).
 

@@ -81,11 +81,12 @@ def format_long_csv(table: ReadingTable) -> str:
     writer.writerow(columns)
     data = [getattr(table, name) for name in columns]
     for row in zip(*data, strict=True):
-        writer.writerow([_cell(value) for value in row])
+        writer.writerow([csv_cell(value) for value in row])
     return buffer.getvalue()
 
 
-def _cell(value) -> str:
+def csv_cell(value) -> str:
+    """One value as the long CSV writes it: whole floats without ".0", others by repr (exact round trip), NaN as ""."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
@@ -170,7 +171,7 @@ def format_imrmc(table: ReadingTable, *, description: str = "Reader study export
         _check_imrmc_id(name)
     lines += [f"-1,{case},0,{int(t)}" for case, t in zip(table.cases, truth, strict=True)]
     lines += [
-        f"{reader},{case},{modality},{_cell(rating)}"
+        f"{reader},{case},{modality},{csv_cell(rating)}"
         for reader, case, modality, rating in zip(table.reader, table.case, table.modality, table.rating, strict=True)
     ]
     return "\n".join(lines) + "\n"
@@ -207,7 +208,7 @@ def format_rjafroc_csv(table: ReadingTable) -> str:
     for reader, modality, case, truth, rating in zip(
         table.reader, table.modality, table.case, table.truth, table.rating, strict=True
     ):
-        writer.writerow([reader, modality, ids[case], int(truth), _cell(rating)])
+        writer.writerow([reader, modality, ids[case], int(truth), csv_cell(rating)])
     return buffer.getvalue()
 
 

@@ -1,0 +1,516 @@
+"""The study report's figures, drawn server-side with matplotlib (Agg, no pyplot state) for the dashboard (inline
+SVG) and the PDF report (the same drawing functions on A4 pages).
+
+Real images are always blue and synthetic ones always orange; every function draws onto a Figure or SubFigure
+it is given, so one drawing serves both outputs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure, SubFigure
+
+from readerstudy.analysis import Headline, StudyAnalysis, headline, reader_rows
+from readerstudy.stats import StudyReport
+
+matplotlib.use("Agg")  # never a GUI backend in a web process
+
+REAL = "#2563eb"
+SYNTHETIC = "#ea580c"
+INK = "#1d2530"
+MUTED = "#667085"
+GRID = "#e4e7ec"
+POOLED = "#111827"
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 10,
+    "axes.edgecolor": "#98a2b3",
+    "axes.labelcolor": INK,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": GRID,
+    "grid.linewidth": 0.8,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+    "svg.fonttype": "none",  # text stays text: sharp, searchable, and the page's font
+    "svg.hashsalt": "readerstudy",  # stable element ids, so equal inputs give equal SVG
+}
+MAX_READER_PANELS = 24
+
+Canvas = Figure | SubFigure
+
+
+def draw_forest(fig: Canvas, report: StudyReport, summary: Headline) -> None:
+    """Each reader's AUC with its DeLong CI, and the reader-population (MRMC) AUC as a diamond."""
+    rows = [row for row in reader_rows(report) if row.auc is not None]
+    ax = fig.add_subplot()
+    labels = [row.reader for row in rows]
+    y = np.arange(len(rows))[::-1] + 1.5
+    for position, row in zip(y, rows, strict=True):
+        lower, upper = _ci_or_point(row.auc.ci.lower, row.auc.ci.upper, row.auc.auc)
+        ax.plot([lower, upper], [position, position], color=MUTED, linewidth=1.6, solid_capstyle="butt")
+        ax.plot(row.auc.auc, position, "o", color=INK, markersize=5)
+    if summary.available and summary.estimate is not None:
+        e = summary.estimate
+        ax.fill(
+            [e.ci.lower, e.estimate, e.ci.upper, e.estimate],
+            [0.5, 0.85, 0.5, 0.15],
+            color=SYNTHETIC,
+            zorder=3,
+        )
+        labels = [*labels, "All readers (MRMC)"]
+        y = np.r_[y, 0.5]
+    ax.axvline(0.5, color=MUTED, linestyle="--", linewidth=1)
+    ax.set_yticks(y, labels)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.2, len(rows) + 2)
+    ax.set_xlabel("AUC (0.5 = chance, 1 = always right)")
+    ax.grid(axis="y", visible=False)
+    ax.set_title("AUC per reader with 95% CI")
+
+
+def draw_roc(fig: Canvas, report: StudyReport) -> None:
+    """Empirical ROC curves: each reader thin, all readings pooled thick, with the pooled calls' operating point."""
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color=MUTED, linestyle="--", linewidth=1, label="Chance")
+    for index, entry in enumerate(report.roc.per_reader):
+        ax.plot(
+            entry.curve.false_positive_fraction,
+            entry.curve.true_positive_fraction,
+            color=REAL,
+            alpha=0.45,
+            linewidth=1.2,
+            label="Individual readers" if index == 0 else None,
+        )
+    for entry in report.roc.pooled:
+        ax.plot(
+            entry.curve.false_positive_fraction,
+            entry.curve.true_positive_fraction,
+            color=POOLED,
+            linewidth=2.4,
+            label=f"All readings pooled (AUC {entry.auc:.2f})",
+        )
+    if report.binary is not None:
+        pooled = report.binary.pooled.metrics
+        if pooled.sensitivity.trials and pooled.specificity.trials:
+            ax.plot(
+                1 - pooled.specificity.estimate,
+                pooled.sensitivity.estimate,
+                "D",
+                color=SYNTHETIC,
+                markersize=7,
+                label="Readers' calls (pooled)",
+                zorder=4,
+            )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("False positive fraction (real called synthetic)")
+    ax.set_ylabel("True positive fraction\n(synthetic called synthetic)")
+    ax.legend(loc="lower right")
+    ax.set_title("ROC curves")
+
+
+def draw_confusion(fig: Canvas, report: StudyReport) -> None:
+    """The pooled confusion matrix large, then one small matrix per reader (rows: truth, columns: call)."""
+    rows = [row for row in reader_rows(report) if row.confusion is not None]
+    small = rows if 1 < len(rows) <= MAX_READER_PANELS else []
+    columns = min(6, len(small))
+    grid_rows = math.ceil(len(small) / columns) if small else 1
+    spec = fig.add_gridspec(grid_rows, 2 + columns, width_ratios=[1.2, 1.2, *([1] * columns)])
+    _confusion_panel(fig.add_subplot(spec[:, :2]), report.binary.pooled.metrics.confusion, "All readers", large=True)
+    for index, row in enumerate(small):
+        _confusion_panel(fig.add_subplot(spec[index // columns, 2 + index % columns]), row.confusion, row.reader)
+
+
+def _confusion_panel(ax, confusion, title: str, *, large: bool = False) -> None:
+    counts = np.array(
+        [[confusion.true_negative, confusion.false_positive], [confusion.false_negative, confusion.true_positive]]
+    )
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        colour = "white" if shares[i, j] > 0.6 else INK
+        text = f"{count}\n{shares[i, j]:.0%}" if large else str(count)
+        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=11 if large else 8)
+    ax.grid(False)
+    ax.set_title(title, fontsize=11 if large else 8, fontweight="bold" if large else "normal")
+    if large:
+        ax.set_xticks([0, 1], ["called real", "called synthetic"])
+        ax.set_yticks([0, 1], ["real", "synthetic"])
+        ax.set_ylabel("Truth")
+        for label, colour in zip(ax.get_yticklabels(), (REAL, SYNTHETIC), strict=True):
+            label.set_color(colour)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def draw_quality(fig: Canvas, report: StudyReport) -> None:
+    """Share of each quality score (1-5) given to real and to synthetic images, one panel per score."""
+    entries = report.quality
+    axes = fig.subplots(1, len(entries), sharey=True, squeeze=False)[0]
+    for ax, entry in zip(axes, entries, strict=True):
+        levels = np.asarray(entry.real.values, dtype=float)
+        width = 0.38
+        for offset, distribution, colour, name in (
+            (-width / 2, entry.real, REAL, "Real"),
+            (width / 2, entry.synthetic, SYNTHETIC, "Synthetic"),
+        ):
+            counts = np.asarray(distribution.counts, dtype=float)
+            shares = counts / counts.sum() if counts.sum() else counts
+            mean = f" (mean {distribution.mean:.2f})" if distribution.n else ""
+            ax.bar(levels + offset, shares, width=width, color=colour, label=f"{name}{mean}")
+        ax.set_xticks(levels, [f"{level:g}" for level in levels])
+        ax.set_xlabel("Score (5 = as good as a clinical image)")
+        ax.set_title(entry.field.capitalize())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        ax.legend(loc="upper left")
+        ax.grid(axis="x", visible=False)
+    axes[0].set_ylabel("Share of scores")
+
+
+def draw_times(fig: Canvas, report: StudyReport) -> None:
+    """Median active reading time with its interquartile range per reader, real and synthetic images apart."""
+    entries = {(t.reader, t.truth): t.summary for t in report.reading_time}
+    readers = [None, *report.design.readers]
+    ax = fig.add_subplot()
+    y = np.arange(len(readers))[::-1].astype(float)
+    for shift, truth, colour in ((0.17, "real", REAL), (-0.17, "synthetic", SYNTHETIC)):
+        for position, reader in zip(y, readers, strict=True):
+            summary = entries.get((reader, truth))
+            if summary is None or not summary.n:
+                continue
+            ax.plot([summary.q1, summary.q3], [position + shift] * 2, color=colour, linewidth=3, alpha=0.45)
+            ax.plot(summary.median, position + shift, "o", color=colour, markersize=5)
+        ax.plot([], [], "o-", color=colour, label=f"{truth.capitalize()} images")
+    ax.set_yticks(y, ["All readers", *readers[1:]])
+    ax.set_xlabel("Active reading time per case, seconds (median and interquartile range)")
+    ax.set_xlim(left=0)
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="lower right")
+    ax.set_title("Reading time")
+
+
+def draw_fooled(fig: Canvas, report: StudyReport) -> None:
+    """How many synthetic images fooled how many of the readers who saw them."""
+    images = report.realism.images
+    ax = fig.add_subplot()
+    counts = {image.readers for image in images}
+    if len(counts) == 1:
+        readers = counts.pop()
+        fooled = np.bincount([image.fooled for image in images], minlength=readers + 1)
+        ax.bar(np.arange(readers + 1), fooled, color=SYNTHETIC, width=0.7)
+        ax.set_xticks(np.arange(readers + 1))
+        ax.set_xlabel(f"Readers fooled (of {readers}) — called it real")
+    else:
+        ax.hist([image.fooled_share for image in images], bins=np.linspace(0, 1, 11), color=SYNTHETIC, rwidth=0.85)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        ax.set_xlabel("Share of its readers who called it real")
+    ax.set_ylabel("Synthetic images")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(axis="x", visible=False)
+    ax.set_title("How often each synthetic image fooled readers")
+
+
+def _ci_or_point(lower: float, upper: float, point: float) -> tuple[float, float]:
+    if math.isfinite(lower) and math.isfinite(upper):
+        return lower, upper
+    return point, point
+
+
+# -- SVG for the dashboard ------------------------------------------------------------------------------------
+
+
+def figure_svg(draw: Callable[[Figure], None], *, width: float, height: float) -> str:
+    """Draw on a fresh figure of ``width`` x ``height`` inches and return it as inline SVG (no XML prologue)."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        draw(fig)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buffer.getvalue()
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg") :], count=1, flags=re.DOTALL)
+    # Let CSS size it: keep the viewBox, drop the fixed point size.
+    return re.sub(r'<svg([^>]*?) width="[^"]+" height="[^"]+"', r'<svg class="plot" role="img"\1', svg, count=1)
+
+
+@dataclass(frozen=True)
+class DashboardFigures:
+    """Inline SVG of every dashboard figure; None where the data cannot support it yet."""
+
+    forest: str | None
+    roc: str | None
+    confusion: str | None
+    quality: str | None
+    times: str | None
+    fooled: str | None
+
+
+def dashboard_figures(analysis: StudyAnalysis) -> DashboardFigures:
+    """Every figure of a study's report as SVG, cached with the report (same key, so it changes with it)."""
+    from django.core.cache import cache
+
+    from readerstudy.analysis import CACHE_SECONDS
+
+    key = f"{analysis.cache_key}:figures"
+    figures = cache.get(key)
+    if figures is None:
+        figures = render_figures(analysis.report)
+        cache.set(key, figures, CACHE_SECONDS)
+    return figures
+
+
+def render_figures(report: StudyReport | None) -> DashboardFigures:
+    if report is None:
+        return DashboardFigures(None, None, None, None, None, None)
+    summary = headline(report)
+    readers = len(report.design.readers)
+    rows = reader_rows(report)
+    has_auc = any(row.auc is not None for row in rows)
+    has_calls = report.binary is not None and report.binary.pooled.metrics.confusion.total > 0
+    panels = sum(row.confusion is not None for row in rows)
+    confusion_rows = math.ceil(panels / 6) if 1 < panels <= MAX_READER_PANELS else 1
+    return DashboardFigures(
+        forest=figure_svg(lambda f: draw_forest(f, report, summary), width=6.4, height=1.4 + 0.32 * (readers + 1))
+        if has_auc
+        else None,
+        roc=figure_svg(lambda f: draw_roc(f, report), width=5.6, height=5.2) if report.roc.per_reader else None,
+        confusion=figure_svg(lambda f: draw_confusion(f, report), width=10, height=max(3.4, 1.3 * confusion_rows + 0.4))
+        if has_calls
+        else None,
+        quality=figure_svg(lambda f: draw_quality(f, report), width=10, height=3.6) if report.quality else None,
+        times=figure_svg(lambda f: draw_times(f, report), width=7.5, height=1.3 + 0.42 * (readers + 1))
+        if report.reading_time
+        else None,
+        fooled=figure_svg(lambda f: draw_fooled(f, report), width=6.4, height=3.4)
+        if report.realism is not None and report.realism.images
+        else None,
+    )
+
+
+# -- PDF report -----------------------------------------------------------------------------------------------
+
+A4 = (8.27, 11.69)
+
+
+def report_pdf_bytes(
+    *,
+    title: str,
+    study_id: int,
+    analysis: StudyAnalysis,
+    thumbnails: dict[int, bytes],
+    case_names: dict[int, str],
+) -> bytes:
+    """The report as an A4 PDF: the headline and tables, then every figure, with vector text (matplotlib PdfPages).
+
+    matplotlib is already needed for the dashboard, so the PDF needs no further library (no system fonts or
+    rendering engine to install) and looks the same on every machine.
+    """
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from readerstudy.analysis import interval_text, mrmc_rows, p_text, proportion_text
+
+    report = analysis.report
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(STYLE), PdfPages(buffer, metadata={"Title": title, "Creator": "readerstudy"}) as pdf:
+        page, body = _pdf_page(
+            title,
+            f"Reader study report · study {study_id} · {analysis.version.count} analysed "
+            f"readings · computed {analysis.computed_at:%Y-%m-%d %H:%M} UTC",
+        )
+        if report is None:
+            body.text(0, 0.95, analysis.problem, fontsize=11, va="top", wrap=True)
+            pdf.savefig(page)
+            return buffer.getvalue()
+        summary = headline(report)
+        level = f"{100 * (1 - report.alpha):g}%"
+        y = 0.98
+        if summary.available:
+            e = summary.estimate
+            body.text(0, y, "Reader-population AUC", fontsize=9, color=MUTED, va="top")
+            body.text(0, y - 0.025, f"{e.estimate:.3f}", fontsize=26, fontweight="bold", va="top")
+            body.text(
+                0.3,
+                y - 0.02,
+                f"{level} CI {interval_text(e.ci, 3)} · p {p_text(e.p_value)} vs 0.5\n{summary.verdict}\n"
+                f"({summary.generalisation}; {summary.readers} readers, {summary.cases} cases)",
+                fontsize=9,
+                va="top",
+                wrap=True,
+            )
+        else:
+            body.text(0, y, summary.verdict, fontsize=10, va="top", wrap=True)
+        y -= 0.12
+        if report.binary is not None:
+            pooled = report.binary.pooled.metrics
+            body.text(
+                0,
+                y,
+                f"All readings pooled: accuracy {proportion_text(pooled.accuracy)}, sensitivity "
+                f"{proportion_text(pooled.sensitivity)}, specificity {proportion_text(pooled.specificity)} "
+                f"(Wilson {level} intervals).",
+                fontsize=9,
+                va="top",
+                wrap=True,
+            )
+            y -= 0.05
+        rows = reader_rows(report)
+        reader_table = [
+            [
+                row.reader,
+                str(row.readings),
+                proportion_text(row.metrics.accuracy) if row.metrics else "–",
+                proportion_text(row.metrics.sensitivity) if row.metrics else "–",
+                proportion_text(row.metrics.specificity) if row.metrics else "–",
+                f"{row.auc.auc:.2f} ({interval_text(row.auc.ci)})" if row.auc else "–",
+            ]
+            for row in rows
+        ]
+        header = ["Reader", "Readings", "Accuracy", "Sensitivity", "Specificity", "AUC (DeLong CI)"]
+        height = _pdf_table(body, y, "Per reader", header, reader_table[:30], [0.2, 0.1, 0.18, 0.18, 0.18, 0.16])
+        y -= height + 0.04
+        mrmc = [
+            [
+                r.figure_label,
+                r.analysis_label,
+                f"{r.estimate.estimate:.3f}",
+                interval_text(r.estimate.ci, 3),
+                p_text(r.estimate.p_value) if r.estimate.null_value is not None else "–",
+            ]
+            for r in mrmc_rows(report)
+        ]
+        if mrmc and y > 0.25:
+            _pdf_table(
+                body,
+                y,
+                "Multi-reader analysis (Obuchowski-Rockette, Hillis df)",
+                ["Figure", "Generalises to", "Estimate", f"{level} CI", "p"],
+                mrmc,
+                [0.16, 0.36, 0.14, 0.22, 0.12],
+            )
+        pdf.savefig(page)
+
+        figures = dashboard_figure_drawers(report, summary)
+        for group in _pdf_figure_pages(figures):
+            page, body = _pdf_page(title, "Figures")
+            body.set_axis_off()
+            sub = page.subfigures(len(group), 1, height_ratios=[ratio for _, ratio in group])
+            for subfigure, (draw, _) in zip(np.atleast_1d(sub), group, strict=True):
+                draw(subfigure)
+            body.remove()
+            pdf.savefig(page)
+
+        if report.realism is not None and report.realism.images:
+            _pdf_realism_page(pdf, title, report, thumbnails, case_names)
+        if report.notes:
+            page, body = _pdf_page(title, "Notes")
+            body.text(0, 0.98, "\n\n".join(f"• {note}" for note in report.notes), fontsize=9, va="top", wrap=True)
+            pdf.savefig(page)
+    return buffer.getvalue()
+
+
+def dashboard_figure_drawers(report: StudyReport, summary: Headline) -> list[tuple[Callable, float]]:
+    """The figures that the data supports, each with its height share on a PDF page."""
+    drawers: list[tuple[Callable, float]] = []
+    if any(row.auc is not None for row in reader_rows(report)):
+        drawers.append((lambda f: draw_forest(f, report, summary), 1.0))
+    if report.roc.per_reader:
+        drawers.append((lambda f: draw_roc(f, report), 1.4))
+    if report.binary is not None and report.binary.pooled.metrics.confusion.total:
+        drawers.append((lambda f: draw_confusion(f, report), 1.0))
+    if report.quality:
+        drawers.append((lambda f: draw_quality(f, report), 0.8))
+    if report.reading_time:
+        drawers.append((lambda f: draw_times(f, report), 1.0))
+    return drawers
+
+
+def _pdf_figure_pages(drawers: list[tuple[Callable, float]]) -> list[list[tuple[Callable, float]]]:
+    pages, current, used = [], [], 0.0
+    for drawer in drawers:
+        if current and used + drawer[1] > 2.5:
+            pages.append(current)
+            current, used = [], 0.0
+        current.append(drawer)
+        used += drawer[1]
+    if current:
+        pages.append(current)
+    return pages
+
+
+def _pdf_page(title: str, subtitle: str):
+    page = Figure(figsize=A4)
+    page.text(0.06, 0.965, title, fontsize=15, fontweight="bold", va="top")
+    page.text(0.06, 0.94, subtitle, fontsize=8.5, color=MUTED, va="top")
+    body = page.add_axes((0.06, 0.05, 0.88, 0.86))
+    body.set_axis_off()
+    body.set_xlim(0, 1)
+    body.set_ylim(0, 1)
+    page.subplots_adjust(top=0.9, bottom=0.05, left=0.08, right=0.95)
+    return page, body
+
+
+def _pdf_table(ax, top: float, caption: str, header: list[str], rows: list[list[str]], widths: list[float]) -> float:
+    """Draw a table below ``top`` (axes fraction) and return the height it took."""
+    row_height = 0.022
+    ax.text(0, top, caption, fontsize=10.5, fontweight="bold", va="top")
+    height = row_height * (len(rows) + 1)
+    table = ax.table(
+        cellText=rows or [["–"] * len(header)],
+        colLabels=header,
+        colWidths=widths,
+        bbox=(0, top - 0.03 - height, 1, height),
+        cellLoc="left",
+        edges="horizontal",
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_edgecolor(GRID)
+        if row == 0:
+            cell.set_text_props(fontweight="bold")
+            cell.set_facecolor("#f1f3f6")
+    return height + 0.03
+
+
+def _pdf_realism_page(pdf, title: str, report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]):
+    from PIL import Image
+
+    page = Figure(figsize=A4)
+    page.text(0.06, 0.965, title, fontsize=15, fontweight="bold", va="top")
+    page.text(0.06, 0.94, "Synthetic images that fooled readers", fontsize=8.5, color=MUTED, va="top")
+    top, bottom = page.subfigures(2, 1, height_ratios=[1, 1.5])
+    draw_fooled(top, report)
+    images = report.realism.images
+    shown = [image for image in (*images[:8], *images[-4:]) if int(image.case) in thumbnails]
+    shown = list({image.case: image for image in shown}.values())
+    grid = bottom.subplots(3, 4, squeeze=False)
+    for ax in grid.ravel():
+        ax.set_axis_off()
+    for ax, image in zip(grid.ravel(), shown, strict=False):
+        with Image.open(io.BytesIO(thumbnails[int(image.case)])) as picture:
+            ax.imshow(np.asarray(picture.convert("L")), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(
+            f"#{image.rank} fooled {image.fooled}/{image.readers}\n"
+            f"case {image.case} {names.get(int(image.case), '')[:18]}",
+            fontsize=7.5,
+        )
+    bottom.suptitle("Most realistic (first rows) and least realistic synthetic images", fontsize=10, fontweight="bold")
+    pdf.savefig(page)
