@@ -297,7 +297,8 @@ def proportion_text(proportion: Proportion | None, digits: int = 2) -> str:
 def interval_text(interval: Interval | None, digits: int = 2) -> str:
     if interval is None or not (_finite(interval.lower) and _finite(interval.upper)):
         return "–"
-    return f"{interval.lower:.{digits}f}–{interval.upper:.{digits}f}"
+    separator = " to " if interval.lower < 0 else "–"  # "-0.33–-0.12" would read as a range of minus signs
+    return f"{interval.lower:.{digits}f}{separator}{interval.upper:.{digits}f}"
 
 
 def p_text(p: float | None) -> str:

@@ -166,24 +166,24 @@ def draw_quality(fig: Canvas, report: StudyReport) -> None:
     """Share of each quality score (1-5) given to real and to synthetic images, one panel per score."""
     entries = report.quality
     axes = fig.subplots(1, len(entries), sharey=True, squeeze=False)[0]
+    width = 0.38
     for ax, entry in zip(axes, entries, strict=True):
         levels = np.asarray(entry.real.values, dtype=float)
-        width = 0.38
         for offset, distribution, colour, name in (
-            (-width / 2, entry.real, REAL, "Real"),
-            (width / 2, entry.synthetic, SYNTHETIC, "Synthetic"),
+            (-width / 2, entry.real, REAL, "Real images"),
+            (width / 2, entry.synthetic, SYNTHETIC, "Synthetic images"),
         ):
             counts = np.asarray(distribution.counts, dtype=float)
             shares = counts / counts.sum() if counts.sum() else counts
-            mean = f" (mean {distribution.mean:.2f})" if distribution.n else ""
-            ax.bar(levels + offset, shares, width=width, color=colour, label=f"{name}{mean}")
+            ax.bar(levels + offset, shares, width=width, color=colour, label=name)
         ax.set_xticks(levels, [f"{level:g}" for level in levels])
-        ax.set_xlabel("Score (5 = as good as a clinical image)")
+        ax.set_xlabel("Score (1 = unacceptable, 5 = excellent)")
         ax.set_title(entry.field.capitalize())
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-        ax.legend(loc="upper left")
         ax.grid(axis="x", visible=False)
     axes[0].set_ylabel("Share of scores")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper right", ncols=2)
 
 
 def draw_times(fig: Canvas, report: StudyReport) -> None:
@@ -204,8 +204,7 @@ def draw_times(fig: Canvas, report: StudyReport) -> None:
     ax.set_xlabel("Active reading time per case, seconds (median and interquartile range)")
     ax.set_xlim(left=0)
     ax.grid(axis="y", visible=False)
-    ax.legend(loc="lower right")
-    ax.set_title("Reading time")
+    fig.legend(loc="outside upper right", ncols=2)
 
 
 def draw_fooled(fig: Canvas, report: StudyReport) -> None:
@@ -407,18 +406,8 @@ def report_pdf_bytes(
             )
         pdf.savefig(page)
 
-        figures = dashboard_figure_drawers(report, summary)
-        for group in _pdf_figure_pages(figures):
-            page, body = _pdf_page(title, "Figures")
-            body.set_axis_off()
-            sub = page.subfigures(len(group), 1, height_ratios=[ratio for _, ratio in group])
-            for subfigure, (draw, _) in zip(np.atleast_1d(sub), group, strict=True):
-                draw(subfigure)
-            body.remove()
-            pdf.savefig(page)
-
-        if report.realism is not None and report.realism.images:
-            _pdf_realism_page(pdf, title, report, thumbnails, case_names)
+        for blocks in _pdf_pages_of(_pdf_figure_blocks(report, summary, thumbnails, case_names)):
+            pdf.savefig(_pdf_figure_page(title, "Figures", blocks))
         if report.notes:
             page, body = _pdf_page(title, "Notes")
             body.text(0, 0.98, "\n\n".join(f"• {note}" for note in report.notes), fontsize=9, va="top", wrap=True)
@@ -426,33 +415,59 @@ def report_pdf_bytes(
     return buffer.getvalue()
 
 
-def dashboard_figure_drawers(report: StudyReport, summary: Headline) -> list[tuple[Callable, float]]:
-    """The figures that the data supports, each with its height share on a PDF page."""
-    drawers: list[tuple[Callable, float]] = []
+PDF_BODY_HEIGHT = 10.3  # inches of an A4 page below the header
+
+
+def _pdf_figure_blocks(
+    report: StudyReport, summary: Headline, thumbnails: dict[int, bytes], names: dict[int, str]
+) -> list[tuple[Callable, float]]:
+    """The figures that the data supports, each with the height it needs on a page (inches)."""
+    readers = len(report.design.readers)
+    blocks: list[tuple[Callable, float]] = []
     if any(row.auc is not None for row in reader_rows(report)):
-        drawers.append((lambda f: draw_forest(f, report, summary), 1.0))
+        blocks.append((lambda f: draw_forest(f, report, summary), min(PDF_BODY_HEIGHT, 1.5 + 0.3 * (readers + 1))))
     if report.roc.per_reader:
-        drawers.append((lambda f: draw_roc(f, report), 1.4))
+        blocks.append((lambda f: draw_roc(f, report), 5.0))
     if report.binary is not None and report.binary.pooled.metrics.confusion.total:
-        drawers.append((lambda f: draw_confusion(f, report), 1.0))
+        rows = math.ceil(readers / 6) if 1 < readers <= MAX_READER_PANELS else 1
+        blocks.append((lambda f: draw_confusion(f, report), max(3.0, 1.1 * rows + 0.6)))
     if report.quality:
-        drawers.append((lambda f: draw_quality(f, report), 0.8))
+        blocks.append((lambda f: draw_quality(f, report), 3.3))
     if report.reading_time:
-        drawers.append((lambda f: draw_times(f, report), 1.0))
-    return drawers
+        blocks.append((lambda f: draw_times(f, report), min(PDF_BODY_HEIGHT, 1.3 + 0.34 * (readers + 1))))
+    if report.realism is not None and report.realism.images:
+        blocks.append((lambda f: draw_fooled(f, report), 3.2))
+        if thumbnails:
+            blocks.append((lambda f: _draw_gallery(f, report, thumbnails, names), 6.0))
+    return blocks
 
 
-def _pdf_figure_pages(drawers: list[tuple[Callable, float]]) -> list[list[tuple[Callable, float]]]:
+def _pdf_pages_of(blocks: list[tuple[Callable, float]]) -> list[list[tuple[Callable, float]]]:
     pages, current, used = [], [], 0.0
-    for drawer in drawers:
-        if current and used + drawer[1] > 2.5:
+    for block in blocks:
+        if current and used + block[1] > PDF_BODY_HEIGHT:
             pages.append(current)
             current, used = [], 0.0
-        current.append(drawer)
-        used += drawer[1]
+        current.append(block)
+        used += block[1]
     if current:
         pages.append(current)
     return pages
+
+
+def _pdf_figure_page(title: str, subtitle: str, blocks: list[tuple[Callable, float]]) -> Figure:
+    """An A4 page: the header, then each figure at its own height, the rest left blank."""
+    page = Figure(figsize=A4, layout="constrained")
+    heights = [A4[1] - PDF_BODY_HEIGHT, *(height for _, height in blocks)]
+    spare = A4[1] - sum(heights)
+    if spare > 0.05:
+        heights.append(spare)
+    parts = page.subfigures(len(heights), 1, height_ratios=heights)
+    parts[0].text(0.06, 0.72, title, fontsize=15, fontweight="bold", va="top")
+    parts[0].text(0.06, 0.32, subtitle, fontsize=8.5, color=MUTED, va="top")
+    for part, (draw, _) in zip(parts[1:], blocks, strict=False):
+        draw(part)
+    return page
 
 
 def _pdf_page(title: str, subtitle: str):
@@ -490,27 +505,18 @@ def _pdf_table(ax, top: float, caption: str, header: list[str], rows: list[list[
     return height + 0.03
 
 
-def _pdf_realism_page(pdf, title: str, report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]):
+def _draw_gallery(fig: Canvas, report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]) -> None:
+    """The most (first rows) and least realistic synthetic images with how many readers each fooled."""
     from PIL import Image
 
-    page = Figure(figsize=A4)
-    page.text(0.06, 0.965, title, fontsize=15, fontweight="bold", va="top")
-    page.text(0.06, 0.94, "Synthetic images that fooled readers", fontsize=8.5, color=MUTED, va="top")
-    top, bottom = page.subfigures(2, 1, height_ratios=[1, 1.5])
-    draw_fooled(top, report)
     images = report.realism.images
-    shown = [image for image in (*images[:8], *images[-4:]) if int(image.case) in thumbnails]
-    shown = list({image.case: image for image in shown}.values())
-    grid = bottom.subplots(3, 4, squeeze=False)
+    chosen = {image.case: image for image in (*images[:8], *images[-4:]) if int(image.case) in thumbnails}
+    grid = fig.subplots(3, 4, squeeze=False)
     for ax in grid.ravel():
         ax.set_axis_off()
-    for ax, image in zip(grid.ravel(), shown, strict=False):
+    for ax, image in zip(grid.ravel(), chosen.values(), strict=False):
         with Image.open(io.BytesIO(thumbnails[int(image.case)])) as picture:
             ax.imshow(np.asarray(picture.convert("L")), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(
-            f"#{image.rank} fooled {image.fooled}/{image.readers}\n"
-            f"case {image.case} {names.get(int(image.case), '')[:18]}",
-            fontsize=7.5,
-        )
-    bottom.suptitle("Most realistic (first rows) and least realistic synthetic images", fontsize=10, fontweight="bold")
-    pdf.savefig(page)
+        name = names.get(int(image.case), "")
+        ax.set_title(f"#{image.rank} · fooled {image.fooled}/{image.readers}\n{name[:22]}", fontsize=8)
+    fig.suptitle("Most realistic (top rows) and least realistic synthetic images", fontsize=11, fontweight="bold")
