@@ -55,6 +55,11 @@ def fit_rasch(
     reader = np.asarray(reader, dtype=np.int64)
     y = np.asarray(called_real, dtype=float)
     penalty = 1.0 / prior_sd**2
+    if y.size and (y.min() == y.max()):
+        # Everyone fooled by everything (or by nothing): the unpenalised intercept's estimate is +-infinity and,
+        # by symmetry, every penalised effect is 0. Newton steps would only chase the infinity.
+        mu = math.inf if y[0] == 1 else -math.inf
+        return RaschFit(mu, np.zeros(n_images), np.zeros(n_readers), 0, True)
     mu = _logit(np.clip(y.mean(), 0.5 / y.size, 1 - 0.5 / y.size)) if y.size else 0.0
     a = np.zeros(n_images)
     b = np.zeros(n_readers)
@@ -79,7 +84,10 @@ def fit_rasch(
         cross = np.column_stack([h_a_mu, h_ab])  # images x (1 + readers)
         schur = small - cross.T @ (cross / h_aa[:, None])
         rhs = np.r_[grad_mu, grad_b] - cross.T @ (grad_a / h_aa)
-        step_small = np.linalg.solve(schur, rhs)
+        try:
+            step_small = np.linalg.solve(schur, rhs)
+        except np.linalg.LinAlgError:
+            break  # numerically singular (weights underflowed): report the last iterate as not converged
         step_a = (grad_a - cross @ step_small) / h_aa
         mu += step_small[0]
         b += step_small[1:]

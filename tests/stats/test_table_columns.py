@@ -120,3 +120,24 @@ def test_lines_name_the_source_and_empty_or_ragged_columns_are_refused():
         ReadingTable.from_columns(reader=[], case=[], truth=[])
     with pytest.raises(ReadingTableError, match="column 'case' has 1 values, expected 2"):
         ReadingTable.from_columns(reader=["a", "b"], case=["x"], truth=[1, 1], rating=[1, 2])
+
+
+def test_report_survives_a_study_where_no_synthetic_image_fooled_anyone():
+    # Seen live: early in a study every synthetic reading was a correct call, and the realism fit's intercept
+    # ran to -infinity until its Hessian was singular. Everyone-or-no-one fooled now has its closed form.
+    from readerstudy.stats.realism import fit_rasch
+
+    table = ReadingTable.from_columns(
+        reader=["a", "a", "b", "b", "b"],
+        case=["s1", "r1", "s1", "s2", "r1"],
+        truth=[1, 0, 1, 1, 0],
+        label=[1, 0, 1, 1, 1],
+        confidence=[3, 2, 1, 4, 2],
+        confidence_levels=5,
+    )
+    realism = build_report(table).realism
+    assert [image.fooled for image in realism.images] == [0, 0]
+    assert realism.converged and realism.intercept == -math.inf
+    assert [image.adjusted_fooled_probability for image in realism.images] == [0.0, 0.0]
+    fooled_always = fit_rasch([0, 1], [0, 0], [1, 1], n_images=2, n_readers=1)
+    assert fooled_always.intercept == math.inf and not fooled_always.image_effects.any()
