@@ -209,3 +209,27 @@ class ReaderProgressSerializer(serializers.Serializer):
     active_seconds = serializers.FloatField()
     started_at = serializers.DateTimeField(source="session.started_at", allow_null=True)
     completed_at = serializers.DateTimeField(source="session.completed_at", allow_null=True)
+
+
+class StudyReportStudySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    confidence_levels = serializers.IntegerField()
+    modality = serializers.CharField(help_text="The single modality every reading is analysed under.")
+
+
+class StudyReportSerializer(serializers.Serializer):
+    """The study's full statistics report (readerstudy.analysis), the same numbers as the dashboard."""
+
+    study = StudyReportStudySerializer()
+    readings = serializers.IntegerField(help_text="Analysed readings (practice readings are never analysed).")
+    last_reading_change = serializers.DateTimeField(allow_null=True)
+    computed_at = serializers.DateTimeField()
+    problem = serializers.CharField(allow_null=True, help_text="Why there is no report yet (null when there is).")
+    report = serializers.JSONField(
+        allow_null=True,
+        help_text="StudyReport.to_dict() (schema readerstudy.stats.report/1): design, binary, roc, mrmc, "
+        "generators, agreement, quality, reading_time, realism, notes. Identical to `python -m readerstudy.stats` "
+        "on the exported long CSV.",
+    )

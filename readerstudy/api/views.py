@@ -6,15 +6,18 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from readerstudy.analysis import study_analysis
 from readerstudy.api import serializers as s
 from readerstudy.api.permissions import IsCoordinator
+from readerstudy.exports import EXPORT_FORMATS, ExportUnavailable, export_file, report_payload
 from readerstudy.models import Case, ReaderSession, Reading, Study
 from readerstudy.roles import READER, is_coordinator
 from readerstudy.selectors import session_current_item, study_list_for, study_reader_progress
@@ -28,6 +31,7 @@ from readerstudy.services import (
     study_create,
     study_update,
 )
+from readerstudy.views.dashboard import export_response
 
 User = get_user_model()
 
@@ -127,6 +131,47 @@ class StudyViewSet(
         )
         page = self.paginate_queryset(readings)
         return self.get_paginated_response(s.StudyReadingSerializer(page, many=True).data)
+
+    @extend_schema(responses=s.StudyReportSerializer)
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        """The full statistics report, cached until the next reading; coordinators only."""
+        study = self.get_object()
+        return Response(report_payload(study, study_analysis(study=study)))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "slug",
+                str,
+                OpenApiParameter.PATH,
+                enum=[
+                    "readings.csv",
+                    "report.json",
+                    "report.xlsx",
+                    "imrmc",
+                    "rjafroc.xlsx",
+                    "rjafroc.csv",
+                    "report.pdf",
+                ],
+                description="Export format; the file name is study-{id}-<format>.",
+            )
+        ],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file."),
+            409: OpenApiResponse(description="The study has no analysed readings to export yet."),
+        },
+    )
+    @action(detail=True, methods=["get"], url_path=r"exports/(?P<slug>[a-z.]+)")
+    def export(self, request, pk=None, slug=None):
+        """One export of the study (the same files as the dashboard's download links); coordinators only."""
+        study = self.get_object()
+        if slug not in EXPORT_FORMATS:
+            raise NotFound(f"Unknown export format {slug!r}; use one of {', '.join(EXPORT_FORMATS)}.")
+        try:
+            return export_response(export_file(study=study, slug=slug))
+        except ExportUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
 
 
 class SessionViewSet(viewsets.ReadOnlyModelViewSet):
