@@ -30,6 +30,12 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         demo_args = [f"--real-dir={d}" for d in real_dir] + [f"--synthetic-dir={d}" for d in synthetic_dir]
         call_command("demo", *demo_args)
+        if not settings.IMPORT_ROOTS:
+            # Let the demo coordinator import more images from the folders the demo was started with.
+            settings.IMPORT_ROOTS = sorted({Path(d).resolve() for d in [*real_dir, *synthetic_dir]})
+        if settings.IMPORT_ROOTS:
+            roots = ", ".join(str(root) for root in settings.IMPORT_ROOTS)
+            self.stdout.write(f"Coordinators may import server folders inside: {roots}")
         if not no_worker:
             start_worker(self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Open http://{addrport}/ and log in with an account above."))
