@@ -382,8 +382,10 @@ class GlyphDetector:
     ``marker_extremity`` as bright as the image's brightest anatomy; or a flat plateau, ``flat_plateau``, at
     least ``flat_marker_extremity`` bright, ``flat_marker_sharpness`` sharp and ``flat_marker_size`` of the
     short side long: lead letters and discs). Kept marks are grouped into clusters;
-    marks more elongated than ``max_elongation`` (rods: clips, wires, tube segments, screws) are dropped
-    first, and clusters covering more than ``max_area`` of the image after. A cluster's score grows with its
+    Rings (a hole of at least ``ring_enclosed`` of the box inside a round mark of ``flat_contrast``) are kept
+    anywhere. Marks more elongated than ``max_elongation`` (rods: clips, wires, tube segments, screws) are dropped
+    first, and clusters covering more than ``max_area`` of the image or shorter than ``min_size`` of its short
+    side after. A cluster's score grows with its
     strongest mark's contrast.
     """
 
@@ -401,9 +403,11 @@ class GlyphDetector:
     flat_marker_sharpness: float = 0.5
     flat_marker_size: float = 0.02
     min_thickness: int = 3
-    max_area: float = 0.01
+    ring_enclosed: float = 0.3
+    max_area: float = 0.015
+    min_size: float = 0.025
     max_elongation: float = 4.0
-    strokes: StrokeSettings = field(default_factory=StrokeSettings)
+    strokes: StrokeSettings = field(default_factory=lambda: StrokeSettings(denoise="none"))
     name: str = "glyphs"
 
     def settings(self) -> dict[str, Any]:
@@ -425,6 +429,8 @@ class GlyphDetector:
                 parts = group_clusters(list(cluster.components), gap=0.0, min_gap=1)
                 clusters.extend(p for p in parts if p.w * p.h <= self.max_area * image_area)
         for cluster in clusters:
+            if max(cluster.w, cluster.h) < self.min_size * min(image.shape):
+                continue  # specks: a letter or marker is at least a few percent of the image tall
             strongest = max(cluster.components, key=lambda c: c.contrast)
             score = float(np.clip(strongest.contrast / 255.0 * min(strongest.sharpness, 1.0) + 0.3, 0, 1))
             boxes.append(
@@ -450,6 +456,8 @@ class GlyphDetector:
             return False  # a rod: clip, wire or tube segment, screw, bone edge (or a lone "l", which OCR reads)
         if mark.contrast >= self.overlay_contrast and mark.sharpness >= self.overlay_sharpness:
             return True
+        if mark.enclosed >= self.ring_enclosed and mark.contrast >= self.flat_contrast and mark.elongation <= 1.5:
+            return True  # a ring around a hole: the circle of a circled letter, a ring marker
         if (
             mark.plateau >= self.flat_plateau
             and mark.contrast >= self.flat_contrast
@@ -592,39 +600,42 @@ def xray_detector(
 
 
 def expand_to_frame(
-    pixels: np.ndarray, box: TextBox, *, tolerance: float = 3 / 255, max_growth: float = 8.0
+    pixels: np.ndarray, box: TextBox, *, tolerance: float = 3 / 255, max_growth: float = 8.0, gap: int = 2
 ) -> TextBox:
     """Grow ``box`` to the flat rectangle it is drawn on, if it is drawn on one.
 
     Burned-in labels often sit on a uniform grey frame ("Bettaufnahme" on a dark box, a boxed "L"). When most
-    of the one-pixel ring around the box has one grey level, the pixels of that level connected to the ring
-    are taken as the frame; if frame plus box fill at least 90% of their bounding rectangle, and that rectangle
-    is at most ``max_growth`` times the box's area, the box becomes the rectangle. Anything else (a label on
-    anatomy, on a large black border) is returned unchanged.
+    of a one-pixel ring ``gap`` pixels outside the box (clear of the glyphs' anti-aliased edges) is flat (at
+    most ``tolerance`` of grey-level range in any 3x3 neighbourhood, which allows a gently shaded frame), the
+    flat pixels connected to the ring are taken as the frame. If frame plus box fill at least 90% of their
+    bounding rectangle, and that rectangle is at most ``max_growth`` times the box's area, the box becomes the
+    rectangle. Anything else (a label on anatomy, on a large black border) is returned unchanged.
     """
     import cv2
 
     height, width = pixels.shape
     x0, y0, x1, y1 = box.corners
-    rx0, ry0, rx1, ry1 = max(0, x0 - 1), max(0, y0 - 1), min(width, x1 + 1), min(height, y1 + 1)
+    # The box grown by the gap (gx0..gx1) is taken as part of the frame; the ring is the pixel row around it.
+    gx0, gy0, gx1, gy1 = max(0, x0 - gap), max(0, y0 - gap), min(width, x1 + gap), min(height, y1 + gap)
+    rx0, ry0, rx1, ry1 = max(0, gx0 - 1), max(0, gy0 - 1), min(width, gx1 + 1), min(height, gy1 + 1)
     ring = np.ones((ry1 - ry0, rx1 - rx0), bool)
-    ring[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0] = False
-    ring_values = pixels[ry0:ry1, rx0:rx1][ring]
-    if ring_values.size == 0:
-        return box
-    level = float(np.median(ring_values))
-    if np.mean(np.abs(ring_values - level) <= tolerance) < 0.6:
-        return box
+    ring[gy0 - ry0 : gy1 - ry0, gx0 - rx0 : gx1 - rx0] = False
     # Search a window around the box big enough for any frame we would accept.
     grow = int(np.ceil(np.sqrt(max_growth) * max(box.w, box.h)))
     wx0, wy0, wx1, wy1 = max(0, x0 - grow), max(0, y0 - grow), min(width, x1 + grow), min(height, y1 + grow)
     window = pixels[wy0:wy1, wx0:wx1]
-    flat = (np.abs(window - level) <= tolerance).astype(np.uint8)
+    # "Flat" allows the gentle shading some label frames have: at most ``tolerance`` of range in each 3x3.
+    kernel = np.ones((3, 3), np.uint8)
+    spread = cv2.dilate(window, kernel) - cv2.erode(window, kernel)
+    flat = (spread <= tolerance).astype(np.uint8)
+    ring_flat = flat[ry0 - wy0 : ry1 - wy0, rx0 - wx0 : rx1 - wx0][ring]
+    if ring_flat.size == 0 or ring_flat.mean() < 0.6:
+        return box
     _, labels = cv2.connectedComponents(flat, connectivity=4)
     ring_labels = labels[ry0 - wy0 : ry1 - wy0, rx0 - wx0 : rx1 - wx0][ring]
     touching = np.unique(ring_labels[ring_labels > 0])
     frame = np.isin(labels, touching)
-    frame[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = True
+    frame[gy0 - wy0 : gy1 - wy0, gx0 - wx0 : gx1 - wx0] = True
     ys, xs = np.nonzero(frame)
     fx0, fy0, fx1, fy1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
     frame_area = (fx1 - fx0) * (fy1 - fy0)

@@ -102,7 +102,9 @@ class StrokeComponent:
     image's short side. ``extremity`` is how close its mean grey level is to the image's extreme in its
     polarity (1 = as bright as the brightest 0.5% of the image for bright marks, as dark as the darkest for
     dark marks). ``elongation`` is the ratio of the major to the minor axis of the mark's second moments:
-    about 1 to 2 for letters, rings and discs, 4 and more for wires, clips and bone edges.
+    about 1 to 2 for letters, rings and discs, 4 and more for wires, clips and bone edges. ``enclosed`` is the
+    share of its bounding box taken by the holes it encloses (an image edge it touches counts as closing it):
+    around 0.5 for the ring of a circled letter, 0 for letters without counters and for anatomy.
     """
 
     x: int
@@ -118,6 +120,7 @@ class StrokeComponent:
     border_distance: float
     extremity: float
     elongation: float
+    enclosed: float = 0.0
 
     @property
     def fill(self) -> float:
@@ -232,9 +235,31 @@ def stroke_components(image: WorkingImage, settings: StrokeSettings | None = Non
                     border_distance=border,
                     extremity=float(np.clip(extremity, 0.0, 1.5)),
                     elongation=_elongation(moments),
+                    enclosed=_enclosed(member, touches=(x == 0, y == 0, x + w == width, y + h == height)),
                 )
             )
     return components
+
+
+def _enclosed(member: np.ndarray, touches: tuple[bool, bool, bool, bool]) -> float:
+    """Share of the bounding box inside holes of ``member``; sides on the image edge count as closed."""
+    from scipy.ndimage import binary_fill_holes
+
+    if member.shape[0] < 5 or member.shape[1] < 5:
+        return 0.0
+    left, top, right, bottom = touches
+    padded = np.pad(member, 1)
+    # A ring cut by the image edge is closed by that edge: mark the padding on those sides as part of the mark.
+    if left:
+        padded[:, 0] = True
+    if top:
+        padded[0, :] = True
+    if right:
+        padded[:, -1] = True
+    if bottom:
+        padded[-1, :] = True
+    holes = binary_fill_holes(padded) & ~padded
+    return float(holes.sum()) / member.size
 
 
 def _elongation(moments: dict[str, float]) -> float:
