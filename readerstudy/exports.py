@@ -107,8 +107,9 @@ class ExportFormat:
 # -- long CSV -------------------------------------------------------------------------------------------------
 
 
-def readings_csv_rows(study: Study) -> Iterator[list[str]]:
-    """The header, then one row per analysed reading (practice excluded), in the dashboard's order."""
+def reading_rows(study: Study) -> Iterator[list]:
+    """The header, then one row per analysed reading (practice excluded) in the dashboard's order, as typed
+    values (numbers as numbers, missing as None) for the CSV and the workbook alike."""
     yield list(READINGS_CSV_COLUMNS)
     levels = study.confidence_levels
     rows = analysed_readings(study=study).values_list(*_CSV_FIELDS).iterator(chunk_size=CHUNK)
@@ -135,22 +136,22 @@ def readings_csv_rows(study: Study) -> Iterator[list[str]]:
         yield [
             reader,
             MODALITY,
-            str(case),
-            "1" if synthetic else "0",
-            str(rating_of(call, confidence, levels)),
-            "1" if call == "synthetic" else "0",
-            str(confidence),
-            _optional(anatomy),
-            _optional(style),
-            _optional(artifacts),
-            csv_cell(active_ms / 1000),  # the float the dashboard divides to, written to round-trip exactly
+            case,
+            int(synthetic),
+            rating_of(call, confidence, levels),
+            int(call == "synthetic"),
+            confidence,
+            anatomy,
+            style,
+            artifacts,
+            active_ms / 1000,  # the float the dashboard divides to; csv_cell writes it to round-trip exactly
             generator if synthetic else "",
             call,
             truth,
             ";".join(flags or ()),
             comment,
-            str(position + 1),
-            str(revision),
+            position + 1,
+            revision,
             _timestamp(created_at),
             _timestamp(updated_at),
             case_name,
@@ -161,17 +162,13 @@ def readings_csv(study: Study) -> Iterator[bytes]:
     """The long CSV, encoded in chunks for a streaming response."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    for index, row in enumerate(readings_csv_rows(study)):
-        writer.writerow(row)
+    for index, row in enumerate(reading_rows(study)):
+        writer.writerow(["" if value is None else csv_cell(value) for value in row])
         if index % CHUNK == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue().encode()
-
-
-def _optional(value: int | None) -> str:
-    return "" if value is None else str(value)
 
 
 def _timestamp(value: datetime) -> str:
@@ -219,7 +216,7 @@ def report_xlsx(study: Study) -> bytes:
         for row in rows:
             sheet.append([_xlsx_value(value) for value in row])
     readings = workbook.create_sheet("Readings")
-    for row in readings_csv_rows(study):
+    for row in reading_rows(study):
         readings.append(row)
     buffer = io.BytesIO()
     workbook.save(buffer)

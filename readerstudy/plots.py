@@ -125,39 +125,55 @@ def draw_roc(fig: Canvas, report: StudyReport) -> None:
 
 
 def draw_confusion(fig: Canvas, report: StudyReport) -> None:
-    """The pooled confusion matrix large, then one small matrix per reader (rows: truth, columns: call)."""
+    """The pooled confusion matrix large, then one small matrix per reader (rows: truth, columns: call).
+
+    The readers' matrices share one image on one axes: a panel per reader would cost a layout pass each.
+    """
     rows = [row for row in reader_rows(report) if row.confusion is not None]
     small = rows if 1 < len(rows) <= MAX_READER_PANELS else []
+    pooled_ax, readers_ax = fig.subplots(1, 2, width_ratios=[1, 2.2]) if small else (fig.add_subplot(), None)
+    counts, shares = _confusion_arrays(report.binary.pooled.metrics.confusion)
+    pooled_ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        colour = "white" if shares[i, j] > 0.6 else INK
+        pooled_ax.text(j, i, f"{count}\n{shares[i, j]:.0%}", ha="center", va="center", color=colour, fontsize=11)
+    pooled_ax.set_title("All readers")
+    pooled_ax.set_xticks([0, 1], ["called real", "called synthetic"])
+    pooled_ax.set_yticks([0, 1], ["real", "synthetic"])
+    pooled_ax.set_ylabel("Truth")
+    for label, colour in zip(pooled_ax.get_yticklabels(), (REAL, SYNTHETIC), strict=True):
+        label.set_color(colour)
+    _bare(pooled_ax)
+    if readers_ax is None:
+        return
     columns = min(6, len(small))
-    grid_rows = math.ceil(len(small) / columns) if small else 1
-    spec = fig.add_gridspec(grid_rows, 2 + columns, width_ratios=[1.2, 1.2, *([1] * columns)])
-    _confusion_panel(fig.add_subplot(spec[:, :2]), report.binary.pooled.metrics.confusion, "All readers", large=True)
+    mosaic = np.full((3 * math.ceil(len(small) / columns), 3 * columns), np.nan)
     for index, row in enumerate(small):
-        _confusion_panel(fig.add_subplot(spec[index // columns, 2 + index % columns]), row.confusion, row.reader)
+        top, left = 3 * (index // columns), 3 * (index % columns)
+        counts, shares = _confusion_arrays(row.confusion)
+        mosaic[top + 1 : top + 3, left : left + 2] = shares
+        for (i, j), count in np.ndenumerate(counts):
+            colour = "white" if shares[i, j] > 0.6 else INK
+            readers_ax.text(left + j, top + 1 + i, str(count), ha="center", va="center", color=colour, fontsize=8)
+        readers_ax.text(left + 0.5, top + 0.25, row.reader[:16], ha="center", va="center", fontsize=8)
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="white")
+    readers_ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    readers_ax.set_xticks([])
+    readers_ax.set_yticks([])
+    readers_ax.set_title("Each reader (same layout)")
+    _bare(readers_ax)
 
 
-def _confusion_panel(ax, confusion, title: str, *, large: bool = False) -> None:
+def _confusion_arrays(confusion) -> tuple[np.ndarray, np.ndarray]:
     counts = np.array(
         [[confusion.true_negative, confusion.false_positive], [confusion.false_negative, confusion.true_positive]]
     )
     totals = counts.sum(axis=1, keepdims=True)
-    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), count in np.ndenumerate(counts):
-        colour = "white" if shares[i, j] > 0.6 else INK
-        text = f"{count}\n{shares[i, j]:.0%}" if large else str(count)
-        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=11 if large else 8)
+    return counts, np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+
+
+def _bare(ax) -> None:
     ax.grid(False)
-    ax.set_title(title, fontsize=11 if large else 8, fontweight="bold" if large else "normal")
-    if large:
-        ax.set_xticks([0, 1], ["called real", "called synthetic"])
-        ax.set_yticks([0, 1], ["real", "synthetic"])
-        ax.set_ylabel("Truth")
-        for label, colour in zip(ax.get_yticklabels(), (REAL, SYNTHETIC), strict=True):
-            label.set_color(colour)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
 
@@ -291,7 +307,9 @@ def render_figures(report: StudyReport | None) -> DashboardFigures:
         if has_auc
         else None,
         roc=figure_svg(lambda f: draw_roc(f, report), width=5.6, height=5.2) if report.roc.per_reader else None,
-        confusion=figure_svg(lambda f: draw_confusion(f, report), width=10, height=max(3.4, 1.3 * confusion_rows + 0.4))
+        confusion=figure_svg(
+            lambda f: draw_confusion(f, report), width=10, height=max(3.4, 1.15 * confusion_rows + 0.8)
+        )
         if has_calls
         else None,
         quality=figure_svg(lambda f: draw_quality(f, report), width=10, height=3.6) if report.quality else None,
