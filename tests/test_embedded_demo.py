@@ -54,8 +54,6 @@ def test_demo_on_sqlite_with_phantoms_and_a_file_broker_worker(embedded_env, tmp
     folder.mkdir()
     for i in range(3):
         (folder / f"extra-{i}.png").write_bytes(png_bytes(8800 + i))
-    queue = tmp_path / "var" / "celery-queue"
-    (queue / "processed").mkdir(parents=True)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--queues", "celery,gpu"],
         cwd=REPO_ROOT,

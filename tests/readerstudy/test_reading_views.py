@@ -188,11 +188,7 @@ def test_served_images_are_identical_in_form_whatever_their_class(reader_client,
         data = b"".join(response.streaming_content)
         assert [c.type for c in read_png_chunks(data)] == ["IHDR", "IDAT", "IEND"]
         shapes.add(data[16:26])  # width, height, bit depth, colour type from IHDR
-        kept = {
-            (key, value)
-            for key, value in response.headers.items()
-            if key not in {"Content-Length"}
-        }
+        kept = {(key, value) for key, value in response.headers.items() if key not in {"Content-Length"}}
         headers_by_class[item.case.truth].add(frozenset(kept))
     assert len(shapes) == 1
     assert headers_by_class["real"] == headers_by_class["synthetic"]

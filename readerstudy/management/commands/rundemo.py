@@ -44,9 +44,6 @@ class Command(BaseCommand):
 
 def start_worker(stdout) -> subprocess.Popen:
     """A Celery worker for both queues, as a child process that ends when the demo ends."""
-    if settings.CELERY_BROKER_URL == "filesystem://":
-        for folder in {v for k, v in settings.CELERY_BROKER_TRANSPORT_OPTIONS.items() if k.endswith("folder")}:
-            Path(folder).mkdir(parents=True, exist_ok=True)
     log_path = Path(settings.VAR_DIR) / "worker.log"
     command = [
         sys.executable,
