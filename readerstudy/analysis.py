@@ -301,6 +301,11 @@ def interval_text(interval: Interval | None, digits: int = 2) -> str:
     return f"{interval.lower:.{digits}f}{separator}{interval.upper:.{digits}f}"
 
 
+def number_text(value: float | None, digits: int = 2, *, suffix: str = "") -> str:
+    """A number for people, or "–" when there is none (None, NaN or infinite)."""
+    return f"{value:.{digits}f}{suffix}" if _finite(value) else "–"
+
+
 def p_text(p: float | None) -> str:
     if p is None or not math.isfinite(p):
         return "–"

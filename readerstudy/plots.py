@@ -15,9 +15,21 @@ from dataclasses import dataclass
 
 import matplotlib
 import numpy as np
+from django.core.cache import cache
+from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure, SubFigure
 
-from readerstudy.analysis import Headline, StudyAnalysis, headline, reader_rows
+from readerstudy.analysis import (
+    CACHE_SECONDS,
+    Headline,
+    StudyAnalysis,
+    headline,
+    interval_text,
+    mrmc_rows,
+    p_text,
+    proportion_text,
+    reader_rows,
+)
 from readerstudy.stats import StudyReport
 
 matplotlib.use("Agg")  # never a GUI backend in a web process
@@ -280,10 +292,6 @@ class DashboardFigures:
 
 def dashboard_figures(analysis: StudyAnalysis) -> DashboardFigures:
     """Every figure of a study's report as SVG, cached with the report (same key, so it changes with it)."""
-    from django.core.cache import cache
-
-    from readerstudy.analysis import CACHE_SECONDS
-
     key = f"{analysis.cache_key}:figures"
     figures = cache.get(key)
     if figures is None:
@@ -293,38 +301,51 @@ def dashboard_figures(analysis: StudyAnalysis) -> DashboardFigures:
 
 
 def render_figures(report: StudyReport | None) -> DashboardFigures:
-    if report is None:
-        return DashboardFigures(None, None, None, None, None, None)
+    svgs = {name: None for name in DashboardFigures.__dataclass_fields__}
+    if report is not None:
+        for plan in figure_plan(report):
+            svgs[plan.name] = figure_svg(plan.draw, width=plan.width, height=plan.height)
+    return DashboardFigures(**svgs)
+
+
+@dataclass(frozen=True)
+class FigurePlan:
+    """One figure the data supports: how to draw it and its size in inches (on screen; the PDF keeps the height)."""
+
+    name: str
+    draw: Callable[[Canvas], None]
+    width: float
+    height: float
+
+
+def figure_plan(report: StudyReport) -> list[FigurePlan]:
+    """The report's figures that its data can support, in reading order."""
     summary = headline(report)
     readers = len(report.design.readers)
     rows = reader_rows(report)
-    has_auc = any(row.auc is not None for row in rows)
-    has_calls = report.binary is not None and report.binary.pooled.metrics.confusion.total > 0
     panels = sum(row.confusion is not None for row in rows)
     confusion_rows = math.ceil(panels / 6) if 1 < panels <= MAX_READER_PANELS else 1
-    return DashboardFigures(
-        forest=figure_svg(lambda f: draw_forest(f, report, summary), width=6.4, height=1.4 + 0.32 * (readers + 1))
-        if has_auc
-        else None,
-        roc=figure_svg(lambda f: draw_roc(f, report), width=5.6, height=5.2) if report.roc.per_reader else None,
-        confusion=figure_svg(
-            lambda f: draw_confusion(f, report), width=10, height=max(3.4, 1.15 * confusion_rows + 0.8)
-        )
-        if has_calls
-        else None,
-        quality=figure_svg(lambda f: draw_quality(f, report), width=10, height=3.6) if report.quality else None,
-        times=figure_svg(lambda f: draw_times(f, report), width=7.5, height=1.3 + 0.42 * (readers + 1))
-        if report.reading_time
-        else None,
-        fooled=figure_svg(lambda f: draw_fooled(f, report), width=6.4, height=3.4)
-        if report.realism is not None and report.realism.images
-        else None,
-    )
+    plan = []
+    if any(row.auc is not None for row in rows):
+        plan.append(FigurePlan("forest", lambda f: draw_forest(f, report, summary), 6.4, 1.4 + 0.32 * (readers + 1)))
+    if report.roc.per_reader:
+        plan.append(FigurePlan("roc", lambda f: draw_roc(f, report), 5.6, 5.2))
+    if report.binary is not None and report.binary.pooled.metrics.confusion.total:
+        height = max(3.4, 1.0 * confusion_rows + 0.9)
+        plan.append(FigurePlan("confusion", lambda f: draw_confusion(f, report), 10, height))
+    if report.quality:
+        plan.append(FigurePlan("quality", lambda f: draw_quality(f, report), 10, 3.6))
+    if report.reading_time:
+        plan.append(FigurePlan("times", lambda f: draw_times(f, report), 7.5, 1.3 + 0.42 * (readers + 1)))
+    if report.realism is not None and report.realism.images:
+        plan.append(FigurePlan("fooled", lambda f: draw_fooled(f, report), 6.4, 3.4))
+    return plan
 
 
 # -- PDF report -----------------------------------------------------------------------------------------------
 
 A4 = (8.27, 11.69)
+PDF_MAX_READER_ROWS = 30  # what fits on the first page beside the headline
 
 
 def report_pdf_bytes(
@@ -340,10 +361,6 @@ def report_pdf_bytes(
     matplotlib is already needed for the dashboard, so the PDF needs no further library (no system fonts or
     rendering engine to install) and looks the same on every machine.
     """
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    from readerstudy.analysis import interval_text, mrmc_rows, p_text, proportion_text
-
     report = analysis.report
     buffer = io.BytesIO()
     with matplotlib.rc_context(STYLE), PdfPages(buffer, metadata={"Title": title, "Creator": "readerstudy"}) as pdf:
@@ -401,7 +418,13 @@ def report_pdf_bytes(
             for row in rows
         ]
         header = ["Reader", "Readings", "Accuracy", "Sensitivity", "Specificity", "AUC (DeLong CI)"]
-        height = _pdf_table(body, y, "Per reader", header, reader_table[:30], [0.2, 0.1, 0.18, 0.18, 0.18, 0.16])
+        if len(reader_table) > PDF_MAX_READER_ROWS:
+            more = len(reader_table) - PDF_MAX_READER_ROWS + 1
+            reader_table = [
+                *reader_table[: PDF_MAX_READER_ROWS - 1],
+                [f"+ {more} more: see the Excel export", *[""] * 5],
+            ]
+        height = _pdf_table(body, y, "Per reader", header, reader_table, [0.2, 0.1, 0.18, 0.18, 0.18, 0.16])
         y -= height + 0.04
         mrmc = [
             [
@@ -424,7 +447,7 @@ def report_pdf_bytes(
             )
         pdf.savefig(page)
 
-        for blocks in _pdf_pages_of(_pdf_figure_blocks(report, summary, thumbnails, case_names)):
+        for blocks in _pdf_pages_of(_pdf_figure_blocks(report, thumbnails, case_names)):
             pdf.savefig(_pdf_figure_page(title, "Figures", blocks))
         if report.notes:
             page, body = _pdf_page(title, "Notes")
@@ -437,26 +460,14 @@ PDF_BODY_HEIGHT = 10.3  # inches of an A4 page below the header
 
 
 def _pdf_figure_blocks(
-    report: StudyReport, summary: Headline, thumbnails: dict[int, bytes], names: dict[int, str]
+    report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]
 ) -> list[tuple[Callable, float]]:
-    """The figures that the data supports, each with the height it needs on a page (inches)."""
-    readers = len(report.design.readers)
-    blocks: list[tuple[Callable, float]] = []
-    if any(row.auc is not None for row in reader_rows(report)):
-        blocks.append((lambda f: draw_forest(f, report, summary), min(PDF_BODY_HEIGHT, 1.5 + 0.3 * (readers + 1))))
-    if report.roc.per_reader:
-        blocks.append((lambda f: draw_roc(f, report), 5.0))
-    if report.binary is not None and report.binary.pooled.metrics.confusion.total:
-        rows = math.ceil(readers / 6) if 1 < readers <= MAX_READER_PANELS else 1
-        blocks.append((lambda f: draw_confusion(f, report), max(3.0, 1.1 * rows + 0.6)))
-    if report.quality:
-        blocks.append((lambda f: draw_quality(f, report), 3.3))
-    if report.reading_time:
-        blocks.append((lambda f: draw_times(f, report), min(PDF_BODY_HEIGHT, 1.3 + 0.34 * (readers + 1))))
-    if report.realism is not None and report.realism.images:
-        blocks.append((lambda f: draw_fooled(f, report), 3.2))
-        if thumbnails:
-            blocks.append((lambda f: _draw_gallery(f, report, thumbnails, names), 6.0))
+    """The figures, each with the height it takes on a page (inches), then the thumbnail gallery."""
+    blocks: list[tuple[Callable, float]] = [
+        (plan.draw, min(PDF_BODY_HEIGHT, plan.height)) for plan in figure_plan(report)
+    ]
+    if thumbnails and report.realism is not None:
+        blocks.append((lambda f: _draw_gallery(f, report, thumbnails, names), 6.0))
     return blocks
 
 

@@ -4,6 +4,7 @@ exports. Readers never reach any of it."""
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 
 from django.contrib.staticfiles import finders
@@ -18,6 +19,7 @@ from readerstudy.analysis import (
     headline,
     interval_text,
     mrmc_rows,
+    number_text,
     p_text,
     proportion_text,
     reader_rows,
@@ -159,7 +161,10 @@ def _reader_row(row) -> dict:
         values.update(_binary_row(row.metrics))
     if row.auc is not None:
         values.update(
-            auc=f"{row.auc.auc:.2f}", auc_ci=interval_text(row.auc.ci), auc_p=p_text(row.auc.p_vs_chance), has_auc=True
+            auc=number_text(row.auc.auc),
+            auc_ci=interval_text(row.auc.ci),
+            auc_p=p_text(row.auc.p_vs_chance),
+            has_auc=True,
         )
     return values
 
@@ -170,9 +175,9 @@ def _mrmc_row(row) -> dict:
         "figure": row.figure_label,
         "analysis": row.analysis_label,
         "headline": row.figure == "auc" and row.analysis == "random_readers_random_cases",
-        "estimate": f"{e.estimate:.3f}",
-        "se": f"{e.se:.3f}" if e.se == e.se else "–",
-        "df": f"{e.df:.1f}" if e.df is not None and e.df == e.df else "∞" if e.df is None else "–",
+        "estimate": number_text(e.estimate, 3),
+        "se": number_text(e.se, 3),
+        "df": "∞" if e.df is None else number_text(e.df, 1),  # None: a normal (z) reference distribution
         "ci": interval_text(e.ci, 3),
         "p": p_text(e.p_value) if e.null_value is not None else "",
         "null": e.null_value,
@@ -189,7 +194,7 @@ def _generator_rows(report) -> list[dict]:
             {
                 "generator": g.generator,
                 "images": g.n_synthetic,
-                "auc": f"{estimate.estimate:.2f}" if estimate else "–",
+                "auc": number_text(estimate.estimate) if estimate else "–",
                 "auc_ci": interval_text(estimate.ci) if estimate else "–",
                 "auc_p": p_text(estimate.p_value) if estimate else "–",
                 "sensitivity": proportion_text(g.detection.metrics.sensitivity) if g.detection else "–",
@@ -206,13 +211,9 @@ def _quality_rows(report) -> list[dict]:
             "synthetic": f"{q.synthetic.mean:.2f} ± {q.synthetic.sd:.2f}" if q.synthetic.n > 1 else "–",
             "n_real": q.real.n,
             "n_synthetic": q.synthetic.n,
-            "common_language": f"{q.synthetic_vs_real.common_language:.2f}"
-            if q.synthetic_vs_real.common_language == q.synthetic_vs_real.common_language
-            else "–",
+            "common_language": number_text(q.synthetic_vs_real.common_language),
             "p": p_text(q.synthetic_vs_real.p_value),
-            "share": f"{100 * q.share_synthetic_at_least_real_median:.0f}%"
-            if q.share_synthetic_at_least_real_median == q.share_synthetic_at_least_real_median
-            else "–",
+            "share": number_text(100 * q.share_synthetic_at_least_real_median, 0, suffix="%"),
         }
         for q in report.quality
     ]
@@ -232,24 +233,24 @@ def _agreement_rows(report) -> list[dict]:
     rows = [
         {
             "statistic": "Fleiss' kappa on calls",
-            "value": f"{f.kappa.kappa:.3f}",
+            "value": number_text(f.kappa.kappa, 3),
             "ci": interval_text(f.kappa.ci, 3),
             "note": f"{f.kappa.raters} readers, {f.kappa.subjects} cases read by all",
         }
         for f in agreement.fleiss_kappa
-        if f.kappa.kappa == f.kappa.kappa
+        if math.isfinite(f.kappa.kappa)
     ]
     wanted = {"call": "calls (nominal)", "rating": "combined score (ordinal)"}
     wanted |= {f"{field}:ordinal": f"{field} score (ordinal)" for field in ("anatomy", "style", "artifacts")}
     rows += [
         {
             "statistic": f"Krippendorff's alpha, {wanted[a.variable]}",
-            "value": f"{a.alpha.alpha:.3f}",
+            "value": number_text(a.alpha.alpha, 3),
             "ci": "",
             "note": f"{a.alpha.units} cases",
         }
         for a in agreement.krippendorff_alpha
-        if a.variable in wanted and a.alpha.alpha == a.alpha.alpha
+        if a.variable in wanted and math.isfinite(a.alpha.alpha)
     ]
     return rows
 
