@@ -108,6 +108,7 @@ class StudyAnalysis:
     study_id: int
     version: ReadingsVersion
     alpha: float
+    confidence_levels: int
     report: StudyReport | None
     problem: str
     computed_at: datetime
@@ -115,18 +116,18 @@ class StudyAnalysis:
 
     @property
     def cache_key(self) -> str:
-        return analysis_cache_key(self.study_id, self.alpha, self.version)
+        return analysis_cache_key(self.study_id, self.alpha, self.confidence_levels, self.version)
 
 
-def analysis_cache_key(study_id: int, alpha: float, version: ReadingsVersion) -> str:
-    return f"readerstudy:analysis:{study_id}:{alpha}:{version.token}"
+def analysis_cache_key(study_id: int, alpha: float, confidence_levels: int, version: ReadingsVersion) -> str:
+    # The confidence scale is part of the key: changing it changes every rating.
+    return f"readerstudy:analysis:{study_id}:{alpha}:{confidence_levels}:{version.token}"
 
 
 def study_analysis(*, study: Study, alpha: float = ALPHA) -> StudyAnalysis:
     """The study's report, computed once per version of its readings and then served from the cache."""
     version = readings_version(study=study)
-    # The confidence scale is part of the key: it changes every rating.
-    key = f"{analysis_cache_key(study.pk, alpha, version)}:{study.confidence_levels}"
+    key = analysis_cache_key(study.pk, alpha, study.confidence_levels, version)
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -145,6 +146,7 @@ def study_analysis(*, study: Study, alpha: float = ALPHA) -> StudyAnalysis:
         study_id=study.pk,
         version=version,
         alpha=alpha,
+        confidence_levels=study.confidence_levels,
         report=report,
         problem=problem,
         computed_at=timezone.now(),

@@ -141,3 +141,21 @@ def test_headline_with_one_reader_falls_back_to_fixed_readers(make_study, reader
     assert summary.readers == 1
     assert "fixed readers" in summary.generalisation
     assert np.isfinite(summary.ci.lower) and np.isfinite(summary.ci.upper)
+
+
+def test_changing_the_confidence_scale_recomputes_report_and_figures(make_study, three_readers):
+    from django.core.cache import cache
+
+    from readerstudy.plots import dashboard_figures
+    from readerstudy.services import study_update
+
+    study = make_study(real=3, synthetic=3, confidence_levels=3)
+    read_study(study, three_readers)
+    before = study_analysis(study=study)
+    dashboard_figures(before)
+    study_update(study=study, confidence_levels=5)  # no reading changes, every rating does (1..6 -> 1..10)
+    after = study_analysis(study=study)
+    assert after.version == before.version
+    assert after.cache_key != before.cache_key  # the figures are cached under this key too
+    assert cache.get(f"{after.cache_key}:figures") is None
+    assert max(after.report.roc.per_reader[0].curve.thresholds[1:]) > 6  # ratings now on 1..10
