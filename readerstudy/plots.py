@@ -205,11 +205,11 @@ def draw_quality(fig: Canvas, report: StudyReport) -> None:
             shares = counts / counts.sum() if counts.sum() else counts
             ax.bar(levels + offset, shares, width=width, color=colour, label=name)
         ax.set_xticks(levels, [f"{level:g}" for level in levels])
-        ax.set_xlabel("Score (1 = unacceptable, 5 = excellent)")
         ax.set_title(entry.field.capitalize())
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
         ax.grid(axis="x", visible=False)
     axes[0].set_ylabel("Share of scores")
+    fig.supxlabel("Score: 1 = unacceptable, 5 = excellent, as a good clinical image", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper right", ncols=2)
 
