@@ -568,7 +568,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         ExportFormat(
             "readings.csv",
             "Readings (CSV)",
-            "One row per reading: the long format python -m readerstudy.stats, MRMCaov and RJafroc read.",
+            "One row per reading: what python -m readerstudy.stats reads (and R's MRMCaov, naming the columns).",
             "readings.csv",
             "text/csv; charset=utf-8",
             readings_csv,
