@@ -2,7 +2,8 @@
 
 A full-size SD 2.1-base folder holds gigabytes of weights; hashing them for every image would dominate a
 worker's time, so each file's sha256 is cached under (resolved path, modification time, size) and recomputed
-only when the file changes."""
+only when the file changes.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ Two layouts are accepted:
 Whatever the layout, every key must name a linear layer of the model with the right shape: an adapter that
 matches nothing is refused with `AdapterError`, and so is one where more than `UNMATCHED_TOLERANCE` of the
 keys match nothing. Inspecting an adapter (`check_adapter_dir`) reads only the file headers and needs no
-torch, so the web process can validate a form with it."""
+torch, so the web process can validate a form with it.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ _LEGACY_KEY = re.compile(
 )
 _PEFT_KEY = re.compile(r"^(?P<component>unet|text_encoder)\.(?P<module>.+)\.lora_(?P<factor>A|B)\.weight$")
 _LEGACY_FACTOR = {"down": "A", "up": "B"}
+_PEFT_FACTOR = {"A": "down", "B": "up"}
 # safetensors dtype codes and torch storage class stems, both named as torch dtypes.
 _DTYPE_NAMES = {
     "f64": "float64",
@@ -54,7 +56,6 @@ _DTYPE_NAMES = {
     "half": "float16",
     "bfloat16": "bfloat16",
 }
-_PEFT_FACTOR = {"A": "down", "B": "up"}
 
 
 class AdapterError(ValueError):
@@ -112,8 +113,7 @@ class AdapterMatch:
         return len(self.unmatched) / total if total else 1.0
 
 
-# --- key layouts
-# ---------------------------------------------------------------------------------------------
+# --- key layouts ----------------------------------------------------------------------------------------------------
 
 
 def legacy_to_peft_key(key: str) -> str | None:
@@ -163,8 +163,7 @@ def lora_module_name(peft_key: str) -> str:
     return re.sub(r"\.lora_[AB]\.weight$", "", peft_key)
 
 
-# --- reading headers without torch
-# ---------------------------------------------------------------------------
+# --- reading headers without torch ----------------------------------------------------------------------------------
 
 
 def _dtype_name(code: str) -> str:
@@ -249,8 +248,7 @@ def read_torch_checkpoint_header(path: Path) -> dict[str, TensorInfo]:
     return dict(state)
 
 
-# --- finding and inspecting an adapter
-# -----------------------------------------------------------------------
+# --- finding and inspecting an adapter ------------------------------------------------------------------------------
 
 
 def find_weights_file(path: Path) -> Path:
@@ -327,8 +325,7 @@ def check_adapter_dir(path: Path) -> AdapterInfo:
     )
 
 
-# --- matching against a model
-# --------------------------------------------------------------------------------
+# --- matching against a model ---------------------------------------------------------------------------------------
 
 
 def linear_layer_shapes(**components: Any) -> dict[str, tuple[int, int]]:

@@ -75,6 +75,7 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 TEXT_TO_IMAGE_PIPELINES = ("StableDiffusionPipeline",)
 PIPELINE_CACHE_SIZE = 2
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class SettingsError(ValueError):
@@ -179,7 +180,7 @@ class GeneratedImage:
     rgb: np.ndarray | None = field(default=None, repr=False)
 
 
-# --- checking a model folder without loading it ----------------------------------------------------------------
+# --- checking a model folder without loading it ---------------------------------------------------------------------
 
 _COMPONENT_FILES = {
     "unet": ("config.json",),
@@ -274,7 +275,7 @@ def check_model_dir(path: Path) -> list[str]:
     return problems
 
 
-# --- provenance helpers ----------------------------------------------------------------------------------------
+# --- provenance helpers ---------------------------------------------------------------------------------------------
 
 
 def library_versions() -> dict[str, str | None]:
@@ -303,7 +304,7 @@ def make_scheduler(name: str, base_config: Any) -> Any:
     return getattr(diffusers, class_name).from_config(base_config, **extra)
 
 
-# --- the generator -----------------------------------------------------------------------------------------------
+# --- the generator --------------------------------------------------------------------------------------------------
 
 
 class ImageGenerator:
@@ -319,17 +320,18 @@ class ImageGenerator:
         unmatched_adapter_keys: Sequence[str],
         device: DeviceChoice,
         scheduler: str,
-        compiled: bool,
+        compiled: str | None,
         load_seconds: float,
     ) -> None:
         self.pipeline = pipeline
         self.device = device
         self.default_scheduler = scheduler
-        self.compiled = compiled
+        self.compiled = compiled  # the torch.compile mode, or None when the UNet runs eagerly
         self.load_seconds = load_seconds
         # The model's own scheduler configuration, from which every named scheduler is derived.
         self._base_scheduler_config = dict(pipeline.scheduler.config)
-        self._scheduler_name = scheduler
+        self._scheduler_name = DEFAULT_SCHEDULER
+        self._switch_scheduler(scheduler)
         # Lowered after an out-of-memory error, so later calls do not fail the same way again.
         self._batch_limit: int | None = None
         self._lock = threading.Lock()
@@ -372,8 +374,8 @@ class ImageGenerator:
             )
         return min(size, self._batch_limit) if self._batch_limit else size
 
-    def _use_scheduler(self, settings: GenerationSettings) -> None:
-        name = normalize_scheduler_name(settings.scheduler or self.default_scheduler)
+    def _switch_scheduler(self, name: str) -> None:
+        name = normalize_scheduler_name(name)
         if name != self._scheduler_name:
             self.pipeline.scheduler = make_scheduler(name, self._base_scheduler_config)
             self._scheduler_name = name
@@ -395,7 +397,7 @@ class ImageGenerator:
         if problems:
             raise SettingsError(problems)
         with self._lock:
-            self._use_scheduler(settings)
+            self._switch_scheduler(settings.scheduler or self.default_scheduler)
             results: list[GeneratedImage] = []
             position = 0
             while position < len(prompts):
@@ -501,7 +503,7 @@ class ImageGenerator:
         return results
 
 
-# --- loading ----------------------------------------------------------------------------------------------------
+# --- loading --------------------------------------------------------------------------------------------------------
 
 
 def _apply_adapter(pipeline: Any, adapter: AdapterInfo) -> list[str]:
@@ -556,7 +558,7 @@ def _apply_adapter(pipeline: Any, adapter: AdapterInfo) -> list[str]:
     return list(match.unmatched)
 
 
-def _prepare_for_speed(pipeline: Any, device: DeviceChoice, *, compile_unet: bool) -> None:
+def _prepare_for_speed(pipeline: Any, device: DeviceChoice, *, compile_mode: str | None) -> None:
     import torch
     from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -565,7 +567,8 @@ def _prepare_for_speed(pipeline: Any, device: DeviceChoice, *, compile_unet: boo
     # One matmul for q, k and v (k and v in cross-attention); the LoRA is already fused into them.
     pipeline.fuse_qkv_projections()
     if device.kind != "cpu":
-        # Convolutions run in NHWC on GPUs' tensor cores; on a CPU the layout change costs more than it gives.
+        # GPU tensor cores run convolutions in NHWC. On the CPU no gain was measurable (see benchmarks/README.md),
+        # so it keeps the default layout.
         pipeline.unet.to(memory_format=torch.channels_last)
         pipeline.vae.to(memory_format=torch.channels_last)
     if device.kind == "cuda":
@@ -574,10 +577,8 @@ def _prepare_for_speed(pipeline: Any, device: DeviceChoice, *, compile_unet: boo
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if compile_unet:
-        # Without CUDA graphs, so that batches of other sizes neither fail nor pin graph memory.
-        mode = "max-autotune-no-cudagraphs" if device.kind in ("cuda", "xpu") else None
-        pipeline.unet.compile(mode=mode, fullgraph=True)
+    if compile_mode is not None:
+        pipeline.unet.compile(mode=None if compile_mode == "default" else compile_mode, fullgraph=True)
     pipeline.set_progress_bar_config(disable=True)
 
 
@@ -587,7 +588,7 @@ def _load(
     adapter: AdapterInfo | None,
     device: DeviceChoice,
     scheduler: str,
-    compile_unet: bool,
+    compile_mode: str | None,
 ) -> ImageGenerator:
     from diffusers import StableDiffusionPipeline
 
@@ -601,10 +602,8 @@ def _load(
         local_files_only=True,
     )
     unmatched = _apply_adapter(pipeline, adapter) if adapter is not None else []
-    if scheduler != DEFAULT_SCHEDULER:
-        pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
     pipeline.to(device.torch_device(), device.torch_dtype())
-    _prepare_for_speed(pipeline, device, compile_unet=compile_unet)
+    _prepare_for_speed(pipeline, device, compile_mode=compile_mode)
     return ImageGenerator(
         pipeline,
         base_model_dir=base_model_dir,
@@ -613,9 +612,22 @@ def _load(
         unmatched_adapter_keys=unmatched,
         device=device,
         scheduler=scheduler,
-        compiled=compile_unet,
+        compiled=compile_mode,
         load_seconds=time.perf_counter() - started,
     )
+
+
+def resolve_compile_mode(compile: bool | str, device: DeviceChoice) -> str | None:
+    """The torch.compile mode for `compile`: None (eager) for False; for True, "max-autotune-no-cudagraphs" on
+    GPUs (autotuned kernels without CUDA graphs, so that other batch sizes neither fail nor pin graph memory)
+    and "default" on CPU and MPS; a string names the mode itself."""
+    if compile is False or compile is None:
+        return None
+    if compile is True:
+        return "max-autotune-no-cudagraphs" if device.kind in ("cuda", "xpu") else "default"
+    if compile not in COMPILE_MODES:
+        raise SettingsError([f"Unknown compile mode {compile!r}; choose one of {', '.join(COMPILE_MODES)}."])
+    return compile
 
 
 _cache: OrderedDict[tuple[Any, ...], ImageGenerator] = OrderedDict()
@@ -629,10 +641,12 @@ def load_generator(
     device: str = "auto",
     dtype: str = "auto",
     scheduler: str | None = None,
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> ImageGenerator:
     """A ready `ImageGenerator`, loaded once per process for each (base model path and content, adapter path
-    and content, device, dtype, scheduler, compile) and kept for later calls (the last PIPELINE_CACHE_SIZE).
+    and content, device, dtype, scheduler, compile mode) and kept for later calls (the last PIPELINE_CACHE_SIZE).
+    `compile` compiles the UNet with torch.compile (see `resolve_compile_mode`); the first batch of each shape
+    then takes minutes, later ones run faster.
 
     Raises ModelError, AdapterError, DeviceError or SettingsError, each with a message naming the problem,
     before any weights are loaded.
@@ -644,6 +658,7 @@ def load_generator(
     adapter = check_adapter_dir(Path(adapter_dir).resolve()) if adapter_dir is not None else None
     choice = select_device(device, dtype)
     scheduler_name = normalize_scheduler_name(scheduler)
+    compile_mode = resolve_compile_mode(compile, choice)
     base_sha256 = model_dir_sha256(base_model_dir)
     key = (
         str(base_model_dir),
@@ -653,13 +668,13 @@ def load_generator(
         choice.device,
         choice.dtype,
         scheduler_name,
-        bool(compile),
+        compile_mode,
     )
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        generator = _load(base_model_dir, base_sha256, adapter, choice, scheduler_name, bool(compile))
+        generator = _load(base_model_dir, base_sha256, adapter, choice, scheduler_name, compile_mode)
         _cache[key] = generator
         while len(_cache) > PIPELINE_CACHE_SIZE:
             _, evicted = _cache.popitem(last=False)

@@ -134,6 +134,11 @@ def test_stray_keys_within_the_tolerance_are_ignored_and_reported(
         ("unipc", "UniPCMultistepScheduler"),
         ("lms", "LMSDiscreteScheduler"),
         ("heun", "HeunDiscreteScheduler"),
+        ("ddpm", "DDPMScheduler"),
+        ("deis", "DEISMultistepScheduler"),
+        ("dpm++_karras", "DPMSolverMultistepScheduler"),
+        ("kdpm2", "KDPM2DiscreteScheduler"),
+        ("kdpm2_a", "KDPM2AncestralDiscreteScheduler"),
     ],
 )
 def test_schedulers_are_selectable_by_name(base: ImageGenerator, name: str, class_name: str) -> None:
@@ -165,6 +170,10 @@ def test_generator_scheduler_set_at_load_is_its_default(tiny_model_dir: Path) ->
     generator = load_generator(tiny_model_dir, device="cpu", scheduler="DDIM")
     (image,) = generator.generate(PROMPTS[:1], [1], GenerationSettings(width=64, height=64, steps=2))
     assert image.provenance["scheduler"]["class"] == "DDIMScheduler"
+    # "default" still means the model folder's own scheduler.
+    settings = GenerationSettings(width=64, height=64, steps=2, scheduler="default")
+    (image,) = generator.generate(PROMPTS[:1], [1], settings)
+    assert image.provenance["scheduler"]["class"] == "PNDMScheduler"
     with pytest.raises(SettingsError, match="Unknown scheduler 'warp'"):
         load_generator(tiny_model_dir, device="cpu", scheduler="warp")
 
@@ -297,7 +306,7 @@ def test_out_of_memory_halves_the_batch_and_remembers_it(tiny_model_dir: Path, b
         unmatched_adapter_keys=[],
         device=base.device,
         scheduler="default",
-        compiled=False,
+        compiled=None,
         load_seconds=0.0,
     )
     settings = GenerationSettings(width=64, height=64, steps=2, batch_size=4)
@@ -322,7 +331,7 @@ def test_compiled_generator_pads_the_last_batch_to_a_fixed_shape(tiny_model_dir:
         unmatched_adapter_keys=[],
         device=base.device,
         scheduler="default",
-        compiled=True,
+        compiled="default",
         load_seconds=0.0,
     )
     images = generator.generate(PROMPTS, [1, 2, 3], GenerationSettings(width=64, height=64, steps=2, batch_size=2))
@@ -333,7 +342,9 @@ def test_compile_option_compiles_the_unet(tiny_model_dir: Path) -> None:
     generator = load_generator(tiny_model_dir, device="cpu", compile=True)
     # Compilation itself happens at the first call (about two minutes on this CPU), so it is not run here.
     assert generator.pipeline.unet._compiled_call_impl is not None
-    assert generator.provenance["compiled"] is True
+    assert generator.provenance["compiled"] == "default"  # True means torch's default mode on a CPU
+    with pytest.raises(SettingsError, match="Unknown compile mode 'fastest'"):
+        load_generator(tiny_model_dir, device="cpu", compile="fastest")
     clear_pipeline_cache()
 
 
