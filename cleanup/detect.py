@@ -213,7 +213,8 @@ class OcrDetector:
     ``min_characters`` letters or digits, making up most of it, except the single laterality letters in
     ``marker_letters``, which need ``marker_confidence``. ``max_lines`` bounds the work per image (the
     strongest lines are read). ``letter_height`` is the height, in pixels, each line is scaled to on the
-    sheet (Tesseract reads best at 20-40 px); lines are never shrunk and enlarged at most ``max_zoom``.
+    sheet (Tesseract reads best at 20-40 px); lines are never shrunk and enlarged at most ``max_zoom``. A
+    word that reads as text marks its whole line (Tesseract often drops the last letters of a word).
     """
 
     max_side: int = 1024
@@ -222,8 +223,8 @@ class OcrDetector:
     min_characters: int = 2
     marker_letters: str = "LR"
     marker_confidence: float = 85.0
-    max_lines: int = 24
-    letter_height: int = 32
+    max_lines: int = 16
+    letter_height: int = 24
     max_zoom: float = 4.0
     max_line_height: float = 0.12
     psm: int = 11
@@ -271,9 +272,11 @@ class OcrDetector:
                 continue
             x = slot.x + (word.x - slot.left) / slot.zoom
             y = slot.y + (word.y - slot.top) / slot.zoom
-            x0, y0 = int(np.floor(x)), int(np.floor(y))
-            x1 = int(np.ceil(x + word.w / slot.zoom))
-            y1 = int(np.ceil(y + word.h / slot.zoom))
+            # Tesseract often drops a word's last letters or splits it; the line it sits on is text throughout.
+            line = slot.line
+            x0, y0 = min(int(np.floor(x)), line.x), min(int(np.floor(y)), line.y)
+            x1 = max(int(np.ceil(x + word.w / slot.zoom)), line.x + line.w)
+            y1 = max(int(np.ceil(y + word.h / slot.zoom)), line.y + line.h)
             boxes.append(
                 _to_original(
                     image,
@@ -313,6 +316,7 @@ class _Slot:
     top: int
     bottom: int
     polarity: Polarity
+    line: CandidateRegion
 
 
 def _contact_sheet(
@@ -333,7 +337,7 @@ def _contact_sheet(
         "dark": cv2.morphologyEx(image.pixels, cv2.MORPH_BLACKHAT, element),
     }
     margin = 24
-    tiles: list[tuple[np.ndarray, int, int, float, Polarity]] = []
+    tiles: list[tuple[np.ndarray, int, int, float, Polarity, CandidateRegion]] = []
     for line in lines:
         polarity = line.polarity
         letter = float(np.median([c.h for c in line.components]))
@@ -346,16 +350,16 @@ def _contact_sheet(
         top = max(float(np.percentile(response, 99)), float(settings.min_median_contrast))
         ink = np.clip((response - 0.25 * top) / (0.75 * top), 0.0, 1.0)
         tile = cv2.resize(255.0 * (1.0 - ink), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-        tiles.append((np.clip(tile, 0, 255).astype(np.uint8), x0, y0, zoom, polarity))
+        tiles.append((np.clip(tile, 0, 255).astype(np.uint8), x0, y0, zoom, polarity, line))
     sheet_width = max(t[0].shape[1] for t in tiles) + 2 * margin
     sheet_height = sum(t[0].shape[0] + margin for t in tiles) + margin
     sheet = np.full((sheet_height, sheet_width), 255, np.uint8)
     slots = []
     top_edge = margin
-    for tile, x0, y0, zoom, polarity in tiles:
+    for tile, x0, y0, zoom, polarity, line in tiles:
         tile_height, tile_width = tile.shape
         sheet[top_edge : top_edge + tile_height, margin : margin + tile_width] = tile
-        slots.append(_Slot(x0, y0, zoom, margin, top_edge, top_edge + tile_height, polarity))
+        slots.append(_Slot(x0, y0, zoom, margin, top_edge, top_edge + tile_height, polarity, line))
         top_edge += tile_height + margin
     return sheet, slots
 
@@ -625,10 +629,15 @@ def expand_to_frame(
     wx0, wy0, wx1, wy1 = max(0, x0 - grow), max(0, y0 - grow), min(width, x1 + grow), min(height, y1 + grow)
     window = pixels[wy0:wy1, wx0:wx1]
     # "Flat" allows the gentle shading some label frames have: at most ``tolerance`` of range in each 3x3.
+    # The level test also catches a constant frame's outermost pixels, whose 3x3 neighbourhood leaves the frame.
     kernel = np.ones((3, 3), np.uint8)
     spread = cv2.dilate(window, kernel) - cv2.erode(window, kernel)
-    flat = (spread <= tolerance).astype(np.uint8)
-    ring_flat = flat[ry0 - wy0 : ry1 - wy0, rx0 - wx0 : rx1 - wx0][ring]
+    ring_window = (slice(ry0 - wy0, ry1 - wy0), slice(rx0 - wx0, rx1 - wx0))
+    level = float(np.median(window[ring_window][ring])) if ring.any() else 0.0
+    smooth = (spread <= tolerance).astype(np.uint8)
+    rim = cv2.dilate(smooth, kernel).astype(bool) & (np.abs(window - level) <= tolerance)
+    flat = (smooth.astype(bool) | rim).astype(np.uint8)
+    ring_flat = flat[ring_window][ring]
     if ring_flat.size == 0 or ring_flat.mean() < 0.6:
         return box
     _, labels = cv2.connectedComponents(flat, connectivity=4)

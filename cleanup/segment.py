@@ -10,9 +10,9 @@ shapes; either way the model is built by ``segment_anything``'s own modules and 
 ``load_state_dict``, so a tiny test checkpoint and a real one take the same path.
 
 ``GlyphSegmenter`` needs no model: inside each box it keeps the pixels that stand out from the box's
-surroundings in the box's polarity (a local threshold at a third of the way from background to the extreme),
-and the whole box when its interior is a flat frame (a grey label box, a bar, the black disc of a circled
-letter).
+surroundings (a local threshold at a third of the way from the surrounding level to the extreme), with
+what they enclose, and the whole box when its interior is a flat frame (a grey label box, a bar, the black
+disc of a circled letter).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from scipy.ndimage import binary_fill_holes
 
 from cleanup.detect import TextBox
 from cleanup.strokes import check_pixels
@@ -67,8 +68,9 @@ class GlyphSegmenter:
     """Glyph pixels by a local threshold against each box's surroundings (see the module docstring).
 
     ``threshold`` is the fraction of the way from the surrounding level to the box's extreme (1st or 99th
-    percentile) a pixel must go to count; ``flat_tolerance`` (intensity units) and ``flat_share`` decide that a
-    box's non-glyph interior is a flat frame, which is then masked whole.
+    percentile) a pixel must go to count, in the stronger polarity and, when its contrast is at least
+    ``second_polarity`` of the stronger one, in the other too. ``flat_tolerance`` (intensity units) and
+    ``flat_share`` decide that a box's non-glyph interior is a flat frame, which is then masked whole.
     """
 
     threshold: float = 1 / 3
@@ -76,6 +78,7 @@ class GlyphSegmenter:
     min_contrast: float = 0.04
     flat_tolerance: float = 3 / 255
     flat_share: float = 0.6
+    second_polarity: float = 0.5
     name: str = "glyph-threshold"
 
     def settings(self) -> dict[str, Any]:
@@ -99,14 +102,20 @@ class GlyphSegmenter:
         if surround.size == 0:  # the box is the whole image
             return np.ones(inside.shape, bool)
         background = float(np.median(surround))
-        polarity = box.polarity or ("bright" if np.median(inside) >= background else "dark")
-        sign = 1.0 if polarity == "bright" else -1.0
-        extreme = float(np.percentile(inside, 99 if polarity == "bright" else 1))
-        contrast = sign * (extreme - background)
-        if contrast < self.min_contrast:
-            # Nothing in the box stands out from its surroundings in this polarity: remove the whole box.
+        brighter = float(np.percentile(inside, 99)) - background
+        darker = background - float(np.percentile(inside, 1))
+        strongest = max(brighter, darker)
+        if strongest < self.min_contrast:
+            # Nothing in the box stands out from its surroundings: remove the whole box.
             return np.ones(inside.shape, bool)
-        glyphs = sign * (inside - background) > self.threshold * contrast
+        # A circled letter is a bright ring and letter on a dark disc: both polarities count when both are strong.
+        glyphs = np.zeros(inside.shape, bool)
+        if brighter >= self.second_polarity * strongest:
+            glyphs |= inside - background > self.threshold * brighter
+        if darker >= self.second_polarity * strongest:
+            glyphs |= background - inside > self.threshold * darker
+        # What a glyph encloses goes with it: the disc inside a ring, the counter of an "O".
+        glyphs = binary_fill_holes(glyphs)
         rest = inside[~glyphs]
         if rest.size:
             level = float(np.median(rest))
