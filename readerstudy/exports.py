@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from PIL import Image
+
 from readerstudy.analysis import (
     MODALITY,
     StudyAnalysis,
@@ -28,6 +30,7 @@ from readerstudy.analysis import (
     study_table,
 )
 from readerstudy.models import Study
+from readerstudy.plots import report_pdf_bytes
 from readerstudy.stats import StudyReport
 from readerstudy.stats.formats import csv_cell, format_imrmc, format_rjafroc_csv, rjafroc_xlsx_bytes
 from readerstudy.stats.proportions import Proportion
@@ -531,8 +534,6 @@ def rjafroc_csv(study: Study) -> bytes:
 
 
 def report_pdf(study: Study) -> bytes:
-    from readerstudy.plots import report_pdf_bytes
-
     analysis = study_analysis(study=study)
     images = analysis.report.realism.images if analysis.report and analysis.report.realism else ()
     shown = [int(image.case) for image in (*images[:PDF_THUMBNAILS], *images[-PDF_THUMBNAILS // 2 :])]
@@ -549,15 +550,17 @@ PDF_THUMBNAILS = 8
 
 
 def case_thumbnails(study: Study, case_ids: Iterable[int], *, size: int = 160) -> dict[int, bytes]:
-    """Small PNGs of the served images of some cases (for the self-contained HTML report and the PDF)."""
-    from PIL import Image
-
+    """Small PNGs of the served images of some cases (for the self-contained HTML report and the PDF). A case whose
+    file cannot be read is left out: a thumbnail is an illustration, never a reason to fail the report."""
     thumbnails = {}
     for case in study.cases.filter(pk__in=list(case_ids)).only("pk", "image"):
-        with case.image.open("rb") as handle, Image.open(handle) as image:
-            image.thumbnail((size, size))
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG", optimize=True)
+        try:
+            with case.image.open("rb") as handle, Image.open(handle) as image:
+                image.thumbnail((size, size))
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG", optimize=True)
+        except OSError:
+            continue
         thumbnails[case.pk] = buffer.getvalue()
     return thumbnails
 

@@ -535,15 +535,14 @@ def _pdf_table(ax, top: float, caption: str, header: list[str], rows: list[list[
 
 
 def _draw_gallery(fig: Canvas, report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]) -> None:
-    """The most (first rows) and least realistic synthetic images with how many readers each fooled."""
+    """The synthetic images that have thumbnails (the caller picks the most and least realistic), best first."""
     from PIL import Image
 
-    images = report.realism.images
-    chosen = {image.case: image for image in (*images[:8], *images[-4:]) if int(image.case) in thumbnails}
+    shown = [image for image in report.realism.images if int(image.case) in thumbnails]  # in rank order
     grid = fig.subplots(3, 4, squeeze=False)
     for ax in grid.ravel():
         ax.set_axis_off()
-    for ax, image in zip(grid.ravel(), chosen.values(), strict=False):
+    for ax, image in zip(grid.ravel(), shown, strict=False):
         with Image.open(io.BytesIO(thumbnails[int(image.case)])) as picture:
             ax.imshow(np.asarray(picture.convert("L")), cmap="gray", vmin=0, vmax=255)
         name = names.get(int(image.case), "")

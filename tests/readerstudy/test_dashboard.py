@@ -153,3 +153,18 @@ def test_statistics_follow_new_readings(client, make_study, readers, coordinator
 
     answer_as(sessions[1], reader_index=1)
     assert "5 analysed readings" in client.get(url).content.decode()
+
+
+def test_report_and_pdf_survive_a_missing_image_file(client, read, coordinator):
+    report = study_analysis(study=read).report
+    case = read.cases.get(pk=int(report.realism.images[0].case))
+    case.image.storage.delete(case.image.name)
+    client.force_login(coordinator)
+    page = client.get(reverse("study_report", args=[read.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f"case {case.pk}" in html  # still ranked and listed, just without its picture
+    assert f'alt="Synthetic case {case.pk}"' not in html
+    assert f'alt="Synthetic case {report.realism.images[1].case}"' in html
+    pdf = client.get(reverse("study_export", args=[read.pk, "report.pdf"]))
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
