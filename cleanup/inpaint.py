@@ -133,17 +133,36 @@ def paste(pixels: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> np.ndarra
     return np.where(mask, filled.astype(pixels.dtype, copy=False), pixels)
 
 
+def noise_level(pixels: np.ndarray, mask: np.ndarray) -> float:
+    """The standard deviation of white noise that explains the unmasked pixels' horizontal neighbour differences.
+
+    The difference of two neighbours with independent noise of deviation s has deviation s * sqrt(2); the
+    median absolute difference (times 1.4826) estimates that robustly, ignoring edges. Zero when no two
+    horizontally adjacent pixels are both unmasked.
+    """
+    known = ~mask[:, 1:] & ~mask[:, :-1]
+    differences = (pixels[:, 1:] - pixels[:, :-1])[known]
+    if differences.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(differences)) / np.sqrt(2.0))
+
+
 @dataclass
 class ClassicalInpainter:
     """OpenCV Telea / Navier-Stokes or scikit-image biharmonic inpainting, window by window.
 
     ``radius`` is OpenCV's ``inpaintRadius`` (pixels of known neighbourhood each filled pixel draws on);
-    ``context`` is the margin of known pixels around each masked part that its window includes.
+    ``context`` is the margin of known pixels around each masked part that its window includes. These methods
+    fill smoothly, and a noise-free patch in a noisy radiograph is itself a giveaway, so with ``grain`` the
+    fill gets Gaussian noise of the window's own noise level (estimated from the known pixels' neighbour
+    differences), drawn from ``seed``.
     """
 
     method: str = "telea"
     radius: int = 5
     context: int = 16
+    grain: bool = True
+    seed: int = 0
     name: str = "classical"
 
     def __post_init__(self) -> None:
@@ -161,6 +180,7 @@ class ClassicalInpainter:
         pixels = check_pixels(pixels)
         mask = check_mask(mask, pixels.shape)
         filled = pixels.copy()
+        rng = np.random.default_rng(self.seed)
         for window in mask_windows(mask, self.context):
             crop, crop_mask = pixels[window.slices], mask[window.slices]
             if self.method == "biharmonic":
@@ -172,6 +192,8 @@ class ClassicalInpainter:
                 # OpenCV's float path assumes 8-bit-like magnitudes (Telea on [0, 1] data overflows), so the crop
                 # is scaled to [0, 255] in float32, which keeps the sub-level precision of 16-bit sources.
                 result = cv2.inpaint(crop * 255.0, crop_mask.astype(np.uint8), self.radius, flag) / 255.0
+            if self.grain:
+                result = result + rng.normal(0.0, noise_level(crop, crop_mask), crop.shape).astype(np.float32)
             filled[window.slices] = np.where(crop_mask, np.clip(result, 0.0, 1.0), crop)
         return paste(pixels, filled, mask)
 

@@ -39,7 +39,7 @@ def labelled_scene(clean_phantom: np.ndarray) -> tuple[np.ndarray, dict[str, tup
     pixels, boxes["lead_marker"] = render_lead_marker(pixels, "L", x=450, y=30, height=26)
     pixels, boxes["circled_letter"] = render_circled_letter(pixels, "R", x=40, y=40, diameter=30)
     pixels, boxes["boxed_label"] = render_boxed_label(pixels, "Bettaufnahme", x=190, y=470, height=11)
-    pixels, boxes["bar"] = render_bar(pixels, edge="top", start=150, length=160, thickness=8)
+    pixels, boxes["bar"] = render_bar(pixels, edge="top", start=220, length=140, thickness=8)
     return pixels, boxes
 
 
