@@ -295,6 +295,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     args.device_choice = select_device(args.device, args.dtype)
     on_gpu = args.device_choice.kind in ("cuda", "xpu")
     args.size = args.size or (512 if on_gpu else 256)
@@ -307,12 +311,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import torch
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = args.device_choice
     model_dir, adapter_dir = model_and_adapter(args)
     flops = flops_per_image(model_dir, args.size, args.steps, args.guidance)
