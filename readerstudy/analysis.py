@@ -57,20 +57,26 @@ def analysed_readings(*, study: Study) -> QuerySet[Reading]:
 
 @dataclass(frozen=True)
 class ReadingsVersion:
-    """What identifies the current set of analysed readings: a new, changed or removed reading changes it."""
+    """What identifies the current set of analysed readings: a new, changed or removed reading changes it, and so
+    does an edited case (its truth or generator)."""
 
     count: int
     last_change: datetime | None
+    cases_changed: datetime | None = None
 
     @property
     def token(self) -> str:
-        stamp = self.last_change.timestamp() if self.last_change else 0
-        return f"{self.count}-{stamp:.6f}"
+        stamps = [moment.timestamp() if moment else 0 for moment in (self.last_change, self.cases_changed)]
+        return f"{self.count}-{stamps[0]:.6f}-{stamps[1]:.6f}"
 
 
 def readings_version(*, study: Study) -> ReadingsVersion:
-    values = analysed_readings(study=study).order_by().aggregate(count=Count("id"), last=Max("updated_at"))
-    return ReadingsVersion(count=values["count"], last_change=values["last"])
+    values = (
+        analysed_readings(study=study)
+        .order_by()
+        .aggregate(count=Count("id"), last=Max("updated_at"), cases_changed=Max("item__case__updated_at"))
+    )
+    return ReadingsVersion(count=values["count"], last_change=values["last"], cases_changed=values["cases_changed"])
 
 
 def rating_of(call: str, confidence: int, levels: int) -> int:

@@ -162,6 +162,7 @@ class Case(models.Model):
         help_text="Properties of the served and original files, for the blinding audit (coordinators only).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]

@@ -110,7 +110,11 @@ def reading_image(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def blinded_png_response(image_field) -> FileResponse:
-    response = FileResponse(image_field.open("rb"), content_type="image/png")
+    try:
+        handle = image_field.open("rb")
+    except FileNotFoundError as exc:  # a lost file is missing, not a server error
+        raise Http404 from exc
+    response = FileResponse(handle, content_type="image/png")
     # The stored file name is a per-case constant that readers could compare; say nothing about the file.
     del response["Content-Disposition"]
     response["Cache-Control"] = "private, max-age=86400, immutable"

@@ -159,3 +159,13 @@ def test_changing_the_confidence_scale_recomputes_report_and_figures(make_study,
     assert after.cache_key != before.cache_key  # the figures are cached under this key too
     assert cache.get(f"{after.cache_key}:figures") is None
     assert max(after.report.roc.per_reader[0].curve.thresholds[1:]) > 6  # ratings now on 1..10
+
+
+def test_editing_a_read_case_invalidates_the_cached_report(make_study, three_readers):
+    study = make_study(real=3, synthetic=3)
+    read_study(study, three_readers, limit=4)
+    first = study_analysis(study=study)
+    case = study.cases.filter(items__reading__isnull=False).first()
+    case.generator = "relabelled"
+    case.save()
+    assert study_analysis(study=study).computed_at > first.computed_at

@@ -262,3 +262,9 @@ def test_openapi_schema_describes_the_endpoints(client, coordinator):
         "/api/sessions/{id}/readings/",
     ]:
         assert path in schema["paths"], path
+
+
+def test_a_missing_image_file_is_a_404_not_a_server_error(reader_client, session):
+    item = session.items.select_related("case").first()
+    item.case.image.storage.delete(item.case.image.name)
+    assert reader_client.get(reverse("reading_image", args=[item.token])).status_code == 404
