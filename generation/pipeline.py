@@ -690,8 +690,3 @@ def clear_pipeline_cache() -> None:
         _cache.clear()
     for device in devices:
         empty_cache(device)
-
-
-def cached_generator_count() -> int:
-    with _cache_lock:
-        return len(_cache)

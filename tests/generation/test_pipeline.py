@@ -90,6 +90,35 @@ def test_lora_changes_the_output_and_both_formats_give_the_same_image(
     assert with_peft.provenance["adapter"]["format"] == "peft"
 
 
+def test_lora_alpha_from_the_adapter_metadata_is_applied(
+    tiny_model_dir: Path, tiny_peft_adapter_dir: Path, tmp_path: Path
+) -> None:
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(tiny_peft_adapter_dir / "pytorch_lora_weights.safetensors"))
+    # Saved the way diffusers' trainers do, with lora_alpha = 2 x rank in the header: peft scales by alpha / r = 2.
+    StableDiffusionPipeline.save_lora_weights(
+        tmp_path / "alpha8",
+        unet_lora_layers={key.removeprefix("unet."): value for key, value in tensors.items()},
+        unet_lora_adapter_metadata={"r": 4, "lora_alpha": 8, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]},
+    )
+    # The same update with the factor 2 folded into B and no metadata (alpha = rank, scale 1).
+    (tmp_path / "doubled").mkdir()
+    doubled = {key: 2 * value if ".lora_B." in key else value for key, value in tensors.items()}
+    save_file(doubled, str(tmp_path / "doubled" / "pytorch_lora_weights.safetensors"))
+
+    scaled = pixels(load_generator(tiny_model_dir, tmp_path / "alpha8", device="cpu").generate(PROMPTS[:1], [2], SMALL))
+    folded = pixels(
+        load_generator(tiny_model_dir, tmp_path / "doubled", device="cpu").generate(PROMPTS[:1], [2], SMALL)
+    )
+    plain = pixels(
+        load_generator(tiny_model_dir, tiny_peft_adapter_dir, device="cpu").generate(PROMPTS[:1], [2], SMALL)
+    )
+    np.testing.assert_allclose(scaled, folded, **SAME)
+    assert np.abs(scaled - plain).max() > 1e-2
+
+
 def test_adapter_that_matches_nothing_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
