@@ -44,7 +44,7 @@ def clear_hash_cache() -> None:
         _cache.clear()
 
 
-def _is_variant(path: Path) -> bool:
+def is_variant_file(path: Path) -> bool:
     # `diffusion_pytorch_model.fp16.safetensors` is a variant; diffusers loads it only when asked to.
     return "." in path.name.removesuffix(path.suffix)
 
@@ -74,7 +74,7 @@ def model_files(model_dir: Path) -> list[Path]:
         children = sorted(child for child in folder.iterdir() if child.is_file())
         files += [child for child in children if child.suffix in (".json", ".txt", ".model")]
         for suffix in (".safetensors", ".bin"):
-            weights = [child for child in children if child.suffix == suffix and not _is_variant(child)]
+            weights = [child for child in children if child.suffix == suffix and not is_variant_file(child)]
             if weights:
                 files += weights
                 break

@@ -32,7 +32,7 @@ from generation.devices import (
     is_out_of_memory,
     select_device,
 )
-from generation.hashing import model_dir_sha256
+from generation.hashing import is_variant_file, model_dir_sha256
 from generation.lora import (
     AdapterError,
     AdapterInfo,
@@ -208,6 +208,9 @@ def _weights_problem(folder: Path) -> str | None:
     weights = [path for path in folder.iterdir() if path.suffix in (".safetensors", ".bin") and path.is_file()]
     if not weights:
         return f"{folder} holds no weights (.safetensors or .bin)."
+    if all(is_variant_file(path) for path in weights):
+        names = ", ".join(sorted(path.name for path in weights))
+        return f"{folder} holds only variant weights ({names}); the loader reads the plain file names."
     for path in weights:
         if path.stat().st_size < 1024:
             with path.open("rb") as handle:

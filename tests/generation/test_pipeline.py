@@ -396,7 +396,10 @@ def test_broken_model_folders_are_described(tiny_model_dir: Path, tmp_path: Path
     weights.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 3463726504\n")
     config = json.loads((broken / "unet" / "config.json").read_text())
     (broken / "unet" / "config.json").write_text(json.dumps(config | {"cross_attention_dim": 1024}))
+    text_weights = broken / "text_encoder" / "model.safetensors"
+    text_weights.rename(text_weights.with_name("model.fp16.safetensors"))
     problems = " ".join(check_model_dir(broken))
     assert f"Component folder {broken / 'vae'} is missing." in problems
     assert "is a Git LFS pointer, not the weights" in problems
     assert "attends to 1024-wide text features but the text encoder gives 32" in problems
+    assert "holds only variant weights (model.fp16.safetensors)" in problems
