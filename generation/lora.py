@@ -397,6 +397,14 @@ def require_match(adapter: AdapterInfo, match: AdapterMatch, *, tolerance: float
         )
 
 
+def check_adapter_fits(adapter: AdapterInfo, base_model_dir: Path) -> AdapterMatch:
+    """Match an inspected adapter against a model folder's layers without loading weights (needs torch and
+    diffusers, about a second for the full-size model); AdapterError if it does not fit (see `require_match`)."""
+    match = match_adapter(adapter, model_linear_layer_shapes(Path(base_model_dir)))
+    require_match(adapter, match)
+    return match
+
+
 def load_adapter_state_dict(adapter: AdapterInfo, keys: Iterable[str] | None = None) -> dict[str, Any]:
     """The adapter's tensors (CPU, as stored) in the peft layout, restricted to `keys` when given."""
     import torch

@@ -9,6 +9,7 @@ import pytest
 from generation.lora import (
     AdapterError,
     check_adapter_dir,
+    check_adapter_fits,
     detect_format,
     find_weights_file,
     legacy_to_peft_key,
@@ -148,6 +149,7 @@ def test_matching_adapter_matches_every_key(tiny_model_dir: Path, tiny_peft_adap
     match = match_adapter(info, model_linear_layer_shapes(tiny_model_dir))
     assert len(match.matched) == 64 and match.unmatched == ()
     require_match(info, match)
+    assert check_adapter_fits(info, tiny_model_dir) == match
 
 
 def test_adapter_for_another_model_matches_nothing(tmp_path: Path, tiny_model_dir, tiny_peft_adapter_dir) -> None:
@@ -162,6 +164,8 @@ def test_adapter_for_another_model_matches_nothing(tmp_path: Path, tiny_model_di
     assert match.matched == ()
     with pytest.raises(AdapterError, match=r"matches no layer of the model: none of its 48 keys fit"):
         require_match(info, match)
+    with pytest.raises(AdapterError, match="matches no layer"):
+        check_adapter_fits(info, tiny_model_dir)
 
 
 def test_partly_matching_adapter_is_refused_above_the_tolerance(tmp_path, tiny_model_dir, tiny_peft_adapter_dir):
