@@ -102,9 +102,23 @@ def fitted_size(width: int, height: int, size: int = DEFAULT_DISPLAY_SIZE) -> tu
     return max(1, round(width * size / longest)), max(1, round(height * size / longest))
 
 
-def normalise_for_serving(pixels: np.ndarray, *, size: int = DEFAULT_DISPLAY_SIZE) -> bytes:
-    """Display pixels (2-D float in [0, 1]) -> the served PNG bytes; identical pixels give identical bytes."""
-    return encode_png_gray8(render_canvas(pixels, size=size))
+def normalise_for_serving(
+    pixels: np.ndarray,
+    *,
+    size: int = DEFAULT_DISPLAY_SIZE,
+    crop_square: bool = False,
+    working_resolution: int | None = None,
+) -> bytes:
+    """Display pixels (2-D float in [0, 1]) -> the served PNG bytes; identical pixels give identical bytes.
+
+    Two options remove giveaways between sources, applied identically to every image of a study:
+    `crop_square` keeps the centred square of the image (no aspect ratio, no black bars), and
+    `working_resolution` first reduces images larger than it to that longest side (e.g. a generator's native
+    512 px), so that native high-resolution images are not sharper than upscaled generated ones.
+    """
+    return encode_png_gray8(
+        render_canvas(pixels, size=size, crop_square=crop_square, working_resolution=working_resolution)
+    )
 
 
 def render_served_image(pixels: np.ndarray, *, size: int = DEFAULT_DISPLAY_SIZE) -> ServedImage:
@@ -114,9 +128,17 @@ def render_served_image(pixels: np.ndarray, *, size: int = DEFAULT_DISPLAY_SIZE)
     return ServedImage(png=png, sha256=sha256_hex(png), width=width, height=height)
 
 
-def render_canvas(pixels: np.ndarray, *, size: int = DEFAULT_DISPLAY_SIZE) -> np.ndarray:
+def render_canvas(
+    pixels: np.ndarray,
+    *,
+    size: int = DEFAULT_DISPLAY_SIZE,
+    crop_square: bool = False,
+    working_resolution: int | None = None,
+) -> np.ndarray:
     """The served image as a ``size`` x ``size`` uint8 array, before PNG encoding."""
     _check_size(size)
+    if working_resolution is not None:
+        _check_size(working_resolution)
     image = np.asarray(pixels)
     if image.ndim != 2:
         raise ValueError(f"Expected a 2-D grayscale image, got an array of shape {image.shape}.")
@@ -130,9 +152,14 @@ def render_canvas(pixels: np.ndarray, *, size: int = DEFAULT_DISPLAY_SIZE) -> np
     if low < -1e-6 or high > 1 + 1e-6:
         raise ValueError(f"Display values must lie in [0, 1]; got {low:g}..{high:g}.")
 
-    height, width = image.shape
-    new_width, new_height = fitted_size(width, height, size)
+    if crop_square:
+        image = _centre_square(image)
     source = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32))
+    height, width = image.shape
+    if working_resolution is not None and max(width, height) > working_resolution:
+        width, height = fitted_size(width, height, working_resolution)
+        source = source.resize((width, height), resample=RESAMPLING_FILTER)
+    new_width, new_height = fitted_size(width, height, size)
     if (new_width, new_height) != (width, height):
         source = source.resize((new_width, new_height), resample=RESAMPLING_FILTER)
     resized = to_uint8(np.asarray(source, dtype=np.float32))
@@ -141,6 +168,13 @@ def render_canvas(pixels: np.ndarray, *, size: int = DEFAULT_DISPLAY_SIZE) -> np
     top, left = (size - new_height) // 2, (size - new_width) // 2
     canvas[top : top + new_height, left : left + new_width] = resized
     return canvas
+
+
+def _centre_square(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[top : top + side, left : left + side]
 
 
 def describe_served(png_bytes: bytes) -> ServedImageStats:

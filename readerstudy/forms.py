@@ -29,6 +29,8 @@ class StudyForm(forms.ModelForm):
             "blank_screen_ms",
             "max_run_length",
             "display_size",
+            "crop_to_square",
+            "working_resolution",
             "practice_feedback",
         ]
         widgets = {"instructions": forms.Textarea(attrs={"rows": 4})}

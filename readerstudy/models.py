@@ -95,6 +95,18 @@ class Study(models.Model):
         choices=[(512, "512 px"), (768, "768 px"), (1024, "1024 px"), (1536, "1536 px"), (2048, "2048 px")],
         help_text="Every served image is fitted into a square of this many pixels, whatever its class or source.",
     )
+    crop_to_square = models.BooleanField(
+        default=False,
+        help_text="Serve the centred square of every image, so that aspect ratio and black bars cannot tell the "
+        "sources apart (the image edges are cut).",
+    )
+    working_resolution = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        choices=[(256, "256 px"), (512, "512 px"), (768, "768 px"), (1024, "1024 px")],
+        help_text="Reduce every image larger than this to it before display (e.g. the generator's native 512 px), "
+        "so that native high-resolution images are not sharper than generated ones. Empty: keep the resolution.",
+    )
     practice_feedback = models.BooleanField(
         default=True,
         help_text="Whether readers are told the truth after each practice case. Practice readings are never analysed.",

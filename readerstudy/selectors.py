@@ -137,10 +137,24 @@ FEATURE_LABELS = {
 }
 
 
-def study_blinding_audit(*, study: Study) -> BlindingAudit:
+@dataclass(frozen=True)
+class StudyAudit:
+    """What readers see (`served`: a separation here confounds the study) and where the images came from
+    (`sources`: differences readers never see directly, but a sign the classes come from different datasets)."""
+
+    served: BlindingAudit
+    sources: BlindingAudit
+
+
+SOURCE_PREFIX = "original_"
+
+
+def study_blinding_audit(*, study: Study) -> StudyAudit:
     """Could file properties alone tell this study's classes apart? (Analysed cases only, not practice.)"""
     rows = list(study.cases.filter(is_practice=False).values_list("truth", "served_features"))
     names = sorted({name for _, features in rows for name in features})
     columns = {name: [features.get(name, math.nan) for _, features in rows] for name in names}
     truth = [int(value == "synthetic") for value, _ in rows]
-    return blinding_audit(columns, truth)
+    served = {name: values for name, values in columns.items() if not name.startswith(SOURCE_PREFIX)}
+    sources = {name: values for name, values in columns.items() if name.startswith(SOURCE_PREFIX)}
+    return StudyAudit(served=blinding_audit(served, truth), sources=blinding_audit(sources, truth))

@@ -52,8 +52,12 @@ STUDY_SETTING_FIELDS = (
     "blank_screen_ms",
     "max_run_length",
     "display_size",
+    "crop_to_square",
+    "working_resolution",
     "practice_feedback",
 )
+# How served images are rendered: fixed once a study has cases, since every case was encoded with them.
+SERVING_FIELDS = ("display_size", "crop_to_square", "working_resolution")
 
 
 @transaction.atomic
@@ -72,10 +76,12 @@ def study_update(*, study: Study, **settings_values) -> Study:
     unknown = set(settings_values) - set(STUDY_SETTING_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown study settings: {', '.join(sorted(unknown))}.")
-    changes_size = settings_values.get("display_size", study.display_size) != study.display_size
-    if changes_size and study.cases.exists():
+    changed = [
+        name for name in SERVING_FIELDS if name in settings_values and settings_values[name] != getattr(study, name)
+    ]
+    if changed and study.cases.exists():
         raise ValidationError(
-            {"display_size": "The display size cannot change once cases are imported: they were encoded at it."}
+            {name: "This cannot change once cases are imported: every case was encoded with it." for name in changed}
         )
     for name, value in settings_values.items():
         setattr(study, name, value)
@@ -208,7 +214,12 @@ def _import_one(
         return ImportRow(name, "duplicate", "This file is already a case in this study.")
     try:
         decoded = read_image(incoming.data)
-        served = normalise_for_serving(decoded.pixels, size=study.display_size)
+        served = normalise_for_serving(
+            decoded.pixels,
+            size=study.display_size,
+            crop_square=study.crop_to_square,
+            working_resolution=study.working_resolution,
+        )
     except ImageImportError as exc:
         return ImportRow(name, "error", exc.message)
     except Exception:  # a decoder bug must not abort the batch; the file is refused and logged

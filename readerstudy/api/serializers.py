@@ -24,6 +24,8 @@ class StudySerializer(serializers.ModelSerializer):
             "blank_screen_ms",
             "max_run_length",
             "display_size",
+            "crop_to_square",
+            "working_resolution",
             "practice_feedback",
             "created_at",
             "updated_at",

@@ -252,3 +252,35 @@ def test_describe_served_reports_ancillary_chunks_of_foreign_pngs() -> None:
 
     assert stats.chunk_types[0] == "IHDR"
     assert {"iCCP", "pHYs", "tEXt", "iTXt", "zTXt"} <= set(stats.chunk_types)
+
+
+def test_crop_square_keeps_the_centred_square_and_leaves_no_border():
+    from imaging.normalise import describe_served, normalise_for_serving
+
+    wide = np.full((300, 500), 0.6, dtype=np.float32)
+    wide[:, :100] = 0.1  # the left 100 columns are cut by the centred 300 x 300 crop
+    png = normalise_for_serving(wide, size=256, crop_square=True)
+    stats = describe_served(png)
+    assert stats.black_border_fraction == 0
+    assert abs(stats.mean - 0.6) < 0.01
+
+
+def test_working_resolution_makes_high_resolution_images_as_smooth_as_upscaled_ones():
+    """A 1024-px textured image reduced to 512 px before display loses the fine detail a 512-px source never had."""
+    from PIL import Image
+
+    from imaging.normalise import describe_served, normalise_for_serving
+
+    rng = np.random.default_rng(0)
+    small = (0.25 + 0.5 * rng.random((512, 512))).astype(np.float32)
+    # The same scene at twice the resolution, with detail finer than 512 px can hold.
+    doubled = np.asarray(Image.fromarray(small).resize((1024, 1024), Image.Resampling.LANCZOS))
+    native = np.clip(doubled + rng.normal(0, 0.08, (1024, 1024)), 0, 1).astype(np.float32)
+    sharp = describe_served(normalise_for_serving(native, size=1024)).sharpness
+    matched = describe_served(normalise_for_serving(native, size=1024, working_resolution=512)).sharpness
+    upscaled = describe_served(normalise_for_serving(small, size=1024)).sharpness
+    assert matched < 0.6 * sharp
+    # Much closer to the upscaled 512-px source than the native image was (not identical: Lanczos twice smooths).
+    assert abs(matched - upscaled) < 0.5 * abs(sharp - upscaled)
+    # Images already at or below the working resolution are unchanged by it.
+    assert normalise_for_serving(small, size=1024, working_resolution=512) == normalise_for_serving(small, size=1024)

@@ -63,4 +63,5 @@ def test_study_page_warns_when_synthetic_images_are_smaller(client, make_study, 
     client.force_login(coordinator)
     body = client.get(f"/studies/{study.pk}/").content.decode()
     assert "can be told apart without looking at the anatomy" in body
+    assert "served images can be told apart" in body
     assert "original width" in body.lower()

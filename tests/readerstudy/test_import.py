@@ -178,3 +178,19 @@ def test_unknown_truth_is_refused(study):
 
     with pytest.raises(ValidationError):
         cases_import(study=study, files=[IncomingFile("x.png", png_bytes(502))], truth="fake")
+
+
+def test_serving_options_apply_to_every_case_and_are_fixed_once_cases_exist(make_study):
+    from django.core.exceptions import ValidationError
+
+    from imaging.normalise import describe_served
+    from readerstudy.services import study_update
+
+    study = make_study(real=0, synthetic=0, crop_to_square=True, working_resolution=256)
+    row = cases_import(study=study, files=[IncomingFile("wide.png", png_bytes(601, size=(400, 200)))], truth="real")
+    stats = describe_served(Case.objects.get(pk=row.rows[0].case_id).image.read())
+    assert stats.black_border_fraction == 0  # cropped to the centred square, no bars
+    with pytest.raises(ValidationError) as caught:
+        study_update(study=study, crop_to_square=False)
+    assert "crop_to_square" in caught.value.message_dict
+    study_update(study=study, name="Renamed", crop_to_square=True)  # unchanged serving settings are fine
