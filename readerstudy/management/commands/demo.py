@@ -84,6 +84,9 @@ class Command(BaseCommand):
             instructions=INSTRUCTIONS,
             status=Study.Status.OPEN,
             blank_screen_ms=300,
+            # Generated images are square and 512 px: serve every image that way so neither gives the class away.
+            crop_to_square=True,
+            working_resolution=512,
         )
         if real_dirs:
             real = [f for folder in real_dirs for f in folder_files(folder)]
