@@ -399,7 +399,7 @@ class GlyphDetector:
     flat_plateau: float = 0.5
     flat_contrast: float = 60.0
     flat_sharpness: float = 0.8
-    border_band: float = 0.12
+    border_band: float = 0.15
     marker_contrast: float = 70.0
     marker_sharpness: float = 0.7
     marker_extremity: float = 0.8
@@ -475,6 +475,13 @@ class GlyphDetector:
             and mark.sharpness >= self.marker_sharpness
             and mark.extremity >= self.marker_extremity
         )
+        # Nothing in the image is brighter: metal. Its edges may be soft (the marker lay off the detector).
+        brightest = (
+            mark.extremity >= 1.0
+            and mark.contrast >= self.flat_contrast
+            and mark.sharpness >= self.flat_marker_sharpness
+            and mark.elongation <= 3.0
+        )
         # Lead letters and discs in the collimated margin: a flat plateau as bright as the brightest bone.
         flat_marker = (
             max(mark.w, mark.h) >= self.flat_marker_size * min(image.shape)
@@ -482,7 +489,7 @@ class GlyphDetector:
             and mark.extremity >= self.flat_marker_extremity
             and mark.sharpness >= self.flat_marker_sharpness
         )
-        return lead_marker or flat_marker
+        return lead_marker or flat_marker or brightest
 
 
 # -------------------------------------------------------------------------------------------------- bars
