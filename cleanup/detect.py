@@ -219,7 +219,7 @@ class OcrDetector:
 
     max_side: int = 1024
     min_confidence: float = 80.0
-    short_word_confidence: float = 90.0
+    short_word_confidence: float = 93.0
     min_characters: int = 2
     marker_letters: str = "LR"
     marker_confidence: float = 85.0
