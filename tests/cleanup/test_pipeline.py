@@ -14,6 +14,8 @@ from cleanup.evaluation import match_boxes
 from cleanup.ocr import tesseract_available
 from cleanup.pipeline import CleanupConfig, CleanupResult, build_stages, clean_image
 
+from .conftest import REPO_ROOT
+
 pytestmark = pytest.mark.skipif(not tesseract_available(), reason="Debian's tesseract is not installed")
 
 
@@ -124,5 +126,5 @@ def test_cleanup_modules_import_neither_django_nor_ml_libraries():
         "heavy = {'django', 'torch', 'cv2', 'diffusers', 'segment_anything', 'pytesseract'} & set(sys.modules);"
         "assert not heavy, heavy"
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO_ROOT)
     assert completed.returncode == 0, completed.stderr
