@@ -9,3 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("readerstudy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Worker start-up hooks (ML threads, re-queueing batches a dead worker left); they import no models at import time.
+import generation.signals  # noqa: E402, F401

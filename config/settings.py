@@ -198,6 +198,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # ML: device "auto" picks XPU, CUDA, MPS, then CPU.
 ML_DEVICE = os.environ.get("ML_DEVICE", "auto")
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
+# Further folders model and adapter folders may be chosen from (comma-separated); nothing outside the roots is read.
+MODEL_EXTRA_ROOTS = [Path(p) for p in env_list("MODEL_EXTRA_ROOTS")]
+# torch CPU threads in a worker (empty: torch's default). On a small shared CPU one thread is far faster for the
+# tiny demo model: OpenMP threads spin-wait for cores (benchmarks/README.md, generation section).
+ML_CPU_THREADS = int(os.environ["ML_CPU_THREADS"]) if os.environ.get("ML_CPU_THREADS") else None
+# A running generation batch whose worker has not reported for this long is sent to a worker again.
+GENERATION_HEARTBEAT_SECONDS = float(os.environ.get("GENERATION_HEARTBEAT_SECONDS", "10"))
+GENERATION_STALE_AFTER_SECONDS = float(os.environ.get("GENERATION_STALE_AFTER_SECONDS", "120"))
+CELERY_BEAT_SCHEDULE = {
+    "generation-requeue-stale-batches": {
+        "task": "generation.tasks.requeue_stale_batches",
+        "schedule": GENERATION_STALE_AFTER_SECONDS / 2,
+    },
+}
 
 LOGGING = {
     "version": 1,
