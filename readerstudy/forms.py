@@ -18,21 +18,7 @@ User = get_user_model()
 class StudyForm(forms.ModelForm):
     class Meta:
         model = Study
-        fields = [
-            "name",
-            "instructions",
-            "status",
-            "allow_revisit",
-            "confidence_levels",
-            "quality_scoring",
-            "quality_sample_fraction",
-            "blank_screen_ms",
-            "max_run_length",
-            "display_size",
-            "crop_to_square",
-            "working_resolution",
-            "practice_feedback",
-        ]
+        fields = list(Study.SETTING_FIELDS)
         widgets = {"instructions": forms.Textarea(attrs={"rows": 4})}
 
 
@@ -112,15 +98,4 @@ class ReadingForm(forms.Form):
     active_ms = forms.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False)
 
     def answer(self) -> Answer:
-        data = self.cleaned_data
-        return Answer(
-            call=data["call"],
-            confidence=data["confidence"],
-            submission_id=data["submission_id"],
-            anatomy=data.get("anatomy"),
-            style=data.get("style"),
-            artifacts=data.get("artifacts"),
-            flags=tuple(data.get("flags") or ()),
-            comment=(data.get("comment") or "").strip(),
-            active_ms=data.get("active_ms") or 0,
-        )
+        return Answer.from_data(self.cleaned_data)

@@ -115,6 +115,23 @@ class Study(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # The settings a coordinator chooses (forms, API, services all use this one list).
+    SETTING_FIELDS = (
+        "name",
+        "instructions",
+        "status",
+        "allow_revisit",
+        "confidence_levels",
+        "quality_scoring",
+        "quality_sample_fraction",
+        "blank_screen_ms",
+        "max_run_length",
+        "display_size",
+        "crop_to_square",
+        "working_resolution",
+        "practice_feedback",
+    )
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"

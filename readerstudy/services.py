@@ -41,30 +41,19 @@ User = get_user_model()
 # --- Studies -----------------------------------------------------------------------------------------------------
 
 
-STUDY_SETTING_FIELDS = (
-    "name",
-    "instructions",
-    "status",
-    "allow_revisit",
-    "confidence_levels",
-    "quality_scoring",
-    "quality_sample_fraction",
-    "blank_screen_ms",
-    "max_run_length",
-    "display_size",
-    "crop_to_square",
-    "working_resolution",
-    "practice_feedback",
-)
 # How served images are rendered: fixed once a study has cases, since every case was encoded with them.
 SERVING_FIELDS = ("display_size", "crop_to_square", "working_resolution")
 
 
-@transaction.atomic
-def study_create(*, created_by: User, name: str, **settings_values) -> Study:
-    unknown = set(settings_values) - set(STUDY_SETTING_FIELDS)
+def _check_setting_names(settings_values: dict) -> None:
+    unknown = set(settings_values) - set(Study.SETTING_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown study settings: {', '.join(sorted(unknown))}.")
+
+
+@transaction.atomic
+def study_create(*, created_by: User, name: str, **settings_values) -> Study:
+    _check_setting_names(settings_values)
     study = Study(created_by=created_by, name=name, **settings_values)
     study.full_clean()
     study.save()
@@ -73,9 +62,7 @@ def study_create(*, created_by: User, name: str, **settings_values) -> Study:
 
 @transaction.atomic
 def study_update(*, study: Study, **settings_values) -> Study:
-    unknown = set(settings_values) - set(STUDY_SETTING_FIELDS)
-    if unknown:
-        raise ValidationError(f"Unknown study settings: {', '.join(sorted(unknown))}.")
+    _check_setting_names(settings_values)
     changed = [
         name for name in SERVING_FIELDS if name in settings_values and settings_values[name] != getattr(study, name)
     ]
@@ -383,6 +370,21 @@ class Answer:
     flags: tuple[str, ...] = ()
     comment: str = ""
     active_ms: int = 0
+
+    @classmethod
+    def from_data(cls, data: dict) -> Answer:
+        """An answer from validated form or API data (missing optional values become their defaults)."""
+        return cls(
+            call=data["call"],
+            confidence=data["confidence"],
+            submission_id=data["submission_id"],
+            anatomy=data.get("anatomy"),
+            style=data.get("style"),
+            artifacts=data.get("artifacts"),
+            flags=tuple(data.get("flags") or ()),
+            comment=(data.get("comment") or "").strip(),
+            active_ms=data.get("active_ms") or 0,
+        )
 
 
 @dataclass(frozen=True)

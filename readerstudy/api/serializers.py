@@ -12,24 +12,7 @@ class StudySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Study
-        fields = [
-            "id",
-            "name",
-            "instructions",
-            "status",
-            "allow_revisit",
-            "confidence_levels",
-            "quality_scoring",
-            "quality_sample_fraction",
-            "blank_screen_ms",
-            "max_run_length",
-            "display_size",
-            "crop_to_square",
-            "working_resolution",
-            "practice_feedback",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *Study.SETTING_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
@@ -134,6 +117,22 @@ class ReadingInSerializer(serializers.Serializer):
     active_ms = serializers.IntegerField(required=False, min_value=0, default=0)
 
 
+# What a reader chose and when, shared by the reader's and the coordinator's view of a reading.
+READING_FIELDS = [
+    "call",
+    "confidence",
+    "anatomy",
+    "style",
+    "artifacts",
+    "flags",
+    "comment",
+    "active_ms",
+    "revision",
+    "created_at",
+    "updated_at",
+]
+
+
 class ReadingOutSerializer(serializers.ModelSerializer):
     """A reader's own reading: their answer and its revision, not the case's truth."""
 
@@ -143,22 +142,7 @@ class ReadingOutSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Reading
-        fields = [
-            "item",
-            "position",
-            "is_practice",
-            "call",
-            "confidence",
-            "anatomy",
-            "style",
-            "artifacts",
-            "flags",
-            "comment",
-            "active_ms",
-            "revision",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["item", "position", "is_practice", *READING_FIELDS]
         read_only_fields = fields
 
 
@@ -179,26 +163,7 @@ class StudyReadingSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Reading
-        fields = [
-            "id",
-            "reader",
-            "case",
-            "truth",
-            "generator",
-            "position",
-            "is_practice",
-            "call",
-            "confidence",
-            "anatomy",
-            "style",
-            "artifacts",
-            "flags",
-            "comment",
-            "active_ms",
-            "revision",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", "reader", "case", "truth", "generator", "position", "is_practice", *READING_FIELDS]
         read_only_fields = fields
 
 

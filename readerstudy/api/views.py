@@ -223,17 +223,7 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
         payload = s.ReadingInSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        answer = Answer(
-            call=data["call"],
-            confidence=data["confidence"],
-            submission_id=data["submission_id"],
-            anatomy=data.get("anatomy"),
-            style=data.get("style"),
-            artifacts=data.get("artifacts"),
-            flags=tuple(data.get("flags", ())),
-            comment=data.get("comment", "").strip(),
-            active_ms=data.get("active_ms", 0),
-        )
+        answer = Answer.from_data(data)
         try:
             result = reading_submit(session=session, item_token=data["item"], answer=answer)
         except ReadingRejected as exc:
