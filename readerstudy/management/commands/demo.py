@@ -48,8 +48,13 @@ class Command(BaseCommand):
             default=12,
             help="Phantoms per class when no folders are given (default 12).",
         )
+        parser.add_argument(
+            "--no-demo-model",
+            action="store_true",
+            help="Do not build the tiny random demo model for generation batches.",
+        )
 
-    def handle(self, *args, real_dir, synthetic_dir, phantoms, **options):
+    def handle(self, *args, real_dir, synthetic_dir, phantoms, no_demo_model=False, **options):
         for folder in [*real_dir, *synthetic_dir]:
             if not folder.is_dir():
                 raise CommandError(f"There is no folder {folder}.")
@@ -59,7 +64,17 @@ class Command(BaseCommand):
         study = Study.objects.filter(name=DEMO_STUDY_NAME).first()
         if study is None:
             study = self.create_study(users, real_dir, synthetic_dir, phantoms)
+        if not no_demo_model:
+            self.build_demo_model()
         self.print_accounts(study)
+
+    def build_demo_model(self) -> None:
+        """The tiny random model (and LoRA) the generation page offers by default: a batch runs in seconds."""
+        from django.conf import settings
+
+        from generation.services import demo_model_build
+
+        self.stdout.write(demo_model_build(model_root=Path(settings.MODEL_ROOT)).message)
 
     @transaction.atomic
     def create_accounts(self) -> dict:

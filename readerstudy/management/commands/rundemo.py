@@ -37,6 +37,9 @@ class Command(BaseCommand):
             roots = ", ".join(str(root) for root in settings.IMPORT_ROOTS)
             self.stdout.write(f"Coordinators may import server folders inside: {roots}")
         if not no_worker:
+            # The CPU demo worker runs torch on one thread: on small machines OpenMP threads spin-waiting for cores
+            # made the demo model up to 10x slower (benchmarks/README.md, generation section).
+            os.environ.setdefault("ML_CPU_THREADS", "1")
             start_worker(self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Open http://{addrport}/ and log in with an account above."))
         call_command("runserver", addrport, use_reloader=False, insecure_serving=True)
