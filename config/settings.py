@@ -181,6 +181,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
+    # kombu's file transport expects its folders to exist (a fresh var/ has none); the web side and workers both
+    # read these settings, so whichever starts first creates them.
+    for _folder in ("processed", "control"):
+        (_queue_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True

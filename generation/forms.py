@@ -49,11 +49,9 @@ def _number(**attrs) -> forms.NumberInput:
 class BatchForm(forms.Form):
     """Model, prompts and settings of a new batch; `batch_request` holds the checked request once valid."""
 
-    SOURCE_CHOICES = [
-        ("template", "A template with counts"),
-        ("list", "A list, one prompt per line"),
-        ("csv", "A CSV file column"),
-    ]
+    SOURCE_CHOICES = [("template", "Template with counts"), ("list", "List"), ("csv", "CSV column")]
+    # Needed only for the prompt source chosen: not marked "optional" on the page.
+    SOURCE_FIELDS = ("template", "template_fields", "prompt_list", "csv_file", "csv_column")
 
     name = forms.CharField(max_length=200, required=False, help_text="Optional; by default the count and model.")
     base_model = forms.CharField(
@@ -138,6 +136,8 @@ class BatchForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.folders = list(folders)
         self.batch_request: BatchRequest | None = None
+        for name in self.SOURCE_FIELDS:
+            self.fields[name].needed_for_source = True
         demo_model = next((f for f in self.folders if f.is_demo and f.kind == "model"), None)
         if demo_model is not None:
             self.initial.setdefault("base_model", DEMO_MODEL_NAME)

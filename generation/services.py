@@ -48,6 +48,7 @@ from readerstudy.services import IncomingFile, cases_import, sessions_extend
 logger = logging.getLogger(__name__)
 User = get_user_model()
 
+NOT_SENT = "Not sent to a worker yet: the task queue could not be reached"
 # A batch started this many times without finishing (its workers kept dying) is failed rather than retried forever.
 MAX_RUNS = 5
 DEMO_MODEL_NAME = "demo-tiny-sd"
@@ -257,7 +258,8 @@ def batch_check(request: BatchRequest) -> CheckedBatch:
         base_seed = None
     else:
         if base_seed is None:
-            base_seed = secrets.randbits(62)
+            # 32 bits: short enough to read and type, and far more seeds than a batch needs.
+            base_seed = secrets.randbits(32)
         highest = MAX_SEED - max(len(prompts) - 1, 0)
         if isinstance(base_seed, bool) or not isinstance(base_seed, int) or not 0 <= base_seed <= highest:
             problem("base_seed", f"The base seed must be a whole number from 0 to {highest} (got {base_seed!r}).")
@@ -328,8 +330,6 @@ _fit_cache_lock = threading.Lock()
 def batch_start(*, created_by: User, request: BatchRequest) -> GenerationBatch:
     """Check the request (BatchInvalid if anything is wrong; nothing is created then), create the batch with one
     pending row per image, and queue it for a GPU worker once the transaction commits."""
-    from generation.tasks import run_batch
-
     checked = batch_check(request)
     settings_ = request.settings
     with transaction.atomic():
@@ -360,8 +360,24 @@ def batch_start(*, created_by: User, request: BatchRequest) -> GenerationBatch:
             ],
             batch_size=2000,
         )
-        transaction.on_commit(lambda: run_batch.delay(batch_pk=batch.pk))
+        transaction.on_commit(lambda: _send_to_worker(batch.pk))
     return batch
+
+
+def _send_to_worker(batch_pk: int) -> bool:
+    """Queue the batch's task. When the broker cannot be reached the batch stays queued with the reason, and
+    `batches_requeue_stale` sends it once a worker starts, instead of the request failing after the batch exists."""
+    from generation.tasks import run_batch
+
+    try:
+        run_batch.delay(batch_pk=batch_pk)
+    except Exception as error:
+        logger.exception("Generation batch %s could not be sent to the task queue.", batch_pk)
+        GenerationBatch.objects.filter(pk=batch_pk, status=GenerationBatch.Status.QUEUED).update(
+            error=f"{NOT_SENT} ({_describe(error)}). It is sent when a worker starts."
+        )
+        return False
+    return True
 
 
 def _new_uid() -> str:
@@ -386,9 +402,7 @@ def batches_requeue_stale(*, stale_after: float | None = None) -> list[int]:
     """Send running batches whose worker went quiet (no heartbeat for `stale_after` seconds, by default
     GENERATION_STALE_AFTER_SECONDS) to a worker again; returns their ids. Called when a worker starts and
     periodically (celery beat). With Redis, the message of a killed worker would otherwise come back only after
-    the broker's visibility timeout (an hour)."""
-    from generation.tasks import run_batch
-
+    the broker's visibility timeout (an hour). Queued batches whose task could not be sent are sent now."""
     stale_after = settings.GENERATION_STALE_AFTER_SECONDS if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=stale_after)
     quiet = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
@@ -407,9 +421,13 @@ def batches_requeue_stale(*, stale_after: float | None = None) -> list[int]:
                 continue
             batch.requeued_at = timezone.now()
             batch.save(update_fields=["requeued_at"])
-            transaction.on_commit(lambda pk=pk: run_batch.delay(batch_pk=pk))
+            transaction.on_commit(lambda pk=pk: _send_to_worker(pk))
             requeued.append(pk)
             logger.warning("Generation batch %s: its worker went quiet; sent to a worker again.", pk)
+    unsent = GenerationBatch.objects.filter(status=GenerationBatch.Status.QUEUED, error__startswith=NOT_SENT)
+    for pk in unsent.values_list("pk", flat=True):
+        if GenerationBatch.objects.filter(pk=pk, error__startswith=NOT_SENT).update(error="") and _send_to_worker(pk):
+            requeued.append(pk)
     return requeued
 
 
@@ -424,11 +442,15 @@ def configure_ml_runtime() -> None:
     threads = settings.ML_CPU_THREADS
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.disable_progress_bar()
+    # Before diffusers imports transformers' image processors, which warn that torchvision (deliberately not
+    # installed) is missing.
+    transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
 
 
 def batch_run(*, batch_pk: int, worker: str = "") -> GenerationBatch:
@@ -488,12 +510,12 @@ def _run_begin(batch_pk: int, worker: str) -> GenerationBatch | None:
             )
             batch.save(update_fields=["status", "finished_at", "error"])
             return None
-        batch.status = GenerationBatch.Status.RUNNING
+        batch.status, batch.error = GenerationBatch.Status.RUNNING, ""
         batch.started_at = batch.started_at or now
         batch.heartbeat_at = now
         batch.runs += 1
         batch.run_log = [*batch.run_log, {"worker": worker, "pid": os.getpid(), "started_at": now.isoformat()}]
-        batch.save(update_fields=["status", "started_at", "heartbeat_at", "runs", "run_log"])
+        batch.save(update_fields=["status", "error", "started_at", "heartbeat_at", "runs", "run_log"])
         return batch
 
 

@@ -340,6 +340,27 @@ def test_quiet_running_batches_are_sent_to_a_worker_again_once(
     assert GenerationBatch.objects.get(pk=quiet.pk).requeued_at is not None
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_task_could_not_be_queued_is_sent_when_a_worker_starts(coordinator, tiny_model_dir, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from generation import tasks
+
+    def broker_down(**kwargs):
+        raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.run_batch, "delay", broker_down)
+    batch = batch_start(created_by=coordinator, request=request_for(tiny_model_dir))
+    batch.refresh_from_db()
+    assert batch.status == "queued" and batch.error.startswith("Not sent to a worker yet")
+    assert "Connection refused" in batch.error
+    sent = []
+    monkeypatch.setattr(tasks.run_batch, "delay", lambda **kwargs: sent.append(kwargs))
+    assert batches_requeue_stale() == [batch.pk] and sent == [{"batch_pk": batch.pk}]
+    batch.refresh_from_db()
+    assert batch.error == "" and batches_requeue_stale() == []
+
+
 def test_a_batch_whose_workers_keep_dying_fails_instead_of_looping(
     db, coordinator, tiny_model_dir, django_capture_on_commit_callbacks
 ):
