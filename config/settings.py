@@ -167,6 +167,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Background jobs (generation batches, cleanup jobs) share these choice sets: one readable name each.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "generation.models.GenerationBatch.Status",
+        "JobItemStatusEnum": "generation.models.BatchImage.Status",
+    },
 }
 
 # Celery. The embedded default keeps messages in files under ./var so that a worker started by the demo command
