@@ -1,11 +1,13 @@
 """Writes for generation batches: check and start a batch, run it in a worker, cancel it, send a stalled one to a
 worker again, add its images to a study, and build the demo model.
 
-A batch is run image row by image row: a worker locks the next pending rows (`SKIP LOCKED`, so several workers can
-share a batch), generates them, writes their files and marks them done in one transaction per chunk. A worker that
-dies mid-chunk leaves its rows pending (PostgreSQL rolls the transaction back when the connection drops) and a
-later run redoes exactly those, under the same seeds and file names. Cancelling changes the batch's status under
-the same row lock a chunk takes before it commits, so no image is added once a cancel has been answered.
+A batch is run image row by image row: a worker locks the next pending rows (`SKIP LOCKED`), generates them,
+writes their files and marks them done in one transaction per chunk. A worker that dies mid-chunk leaves its rows
+pending (PostgreSQL rolls the transaction back when the connection drops) and a later run redoes exactly those,
+under the same seeds and file names; even a worker wrongly presumed dead cannot make an image twice, as the row
+stays locked until its chunk commits. One live worker runs a batch at a time (its heartbeat says it is alive);
+several batches run side by side on several workers. Cancelling changes the batch's status under the same row
+lock a chunk takes before it commits, so no image is added once a cancel has been answered.
 """
 
 from __future__ import annotations
@@ -455,8 +457,9 @@ def configure_ml_runtime() -> None:
 
 def batch_run(*, batch_pk: int, worker: str = "") -> GenerationBatch:
     """Generate a batch's pending images, chunk by chunk, until none is left, the batch is cancelled, or the model
-    cannot be loaded (the batch fails with the reason). Safe to run again at any time, and from several workers
-    at once: each image is made exactly once."""
+    cannot be loaded (the batch fails with the reason). Safe to call again at any time: a call finding the batch
+    finished, or run by a worker with a fresh heartbeat, does nothing; one taking over from a quiet worker makes
+    only the images still pending."""
     batch = _run_begin(batch_pk, worker)
     if batch is None:
         return GenerationBatch.objects.get(pk=batch_pk)

@@ -99,7 +99,7 @@ def test_a_worker_killed_mid_batch_is_replaced_and_the_batch_ends_with_exactly_i
 ):
     total = 20
     first_worker = celery_worker_process(extra_env=worker_env)
-    batch = batch_start(created_by=coordinator, request=request_for(tiny_model_dir, total, steps=50))
+    batch = batch_start(created_by=coordinator, request=request_for(tiny_model_dir, total, steps=30))
     wait_until(lambda: len(done_indices(batch)) >= 2, timeout=120, interval=0.05, what="the first chunk")
     first_worker.send_signal(signal.SIGKILL)
     first_worker.wait(timeout=10)
@@ -131,7 +131,7 @@ def test_cancel_stops_a_running_batch_and_the_worker_moves_on(
     celery_worker_process, worker_env, coordinator, tiny_model_dir, client
 ):
     celery_worker_process(extra_env=worker_env)
-    batch = batch_start(created_by=coordinator, request=request_for(tiny_model_dir, 40, steps=50))
+    batch = batch_start(created_by=coordinator, request=request_for(tiny_model_dir, 40, steps=30))
     wait_until(lambda: len(done_indices(batch)) >= 2, timeout=120, interval=0.05, what="the first chunk")
     assert batch_cancel(batch=batch).status == "cancelled"
     done_at_cancel = done_indices(batch)
