@@ -167,3 +167,20 @@ def test_demo_batches_say_so(client, coordinator, finished_batch):
     assert "randomly initialised demo model" in page
     listing = client.get(reverse("generation:batch_list")).content.decode()
     assert "demo model</span>" in listing
+
+
+def test_the_django_admin_lists_batches_and_images_and_cancels(client, admin_user, queued_batch):
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    listing = client.get(reverse("admin:generation_generationbatch_changelist")).content.decode()
+    assert "Three test images" in listing
+    change = client.get(reverse("admin:generation_generationbatch_change", args=[queued_batch.pk]))
+    assert change.status_code == 200 and queued_batch.base_model_dir in change.content.decode()
+    images = client.get(reverse("admin:generation_batchimage_changelist")).content.decode()
+    assert "small right pleural effusion" in images
+    client.post(
+        reverse("admin:generation_generationbatch_changelist"),
+        {"action": "cancel_batches", "_selected_action": [queued_batch.pk]},
+    )
+    assert GenerationBatch.objects.get(pk=queued_batch.pk).status == "cancelled"
