@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -272,6 +273,111 @@ class _files_removed_on_failure:
                 if stored and stored.name:
                     stored.storage.delete(stored.name)
         return False
+
+
+# --- Cleaned images ----------------------------------------------------------------------------------------------
+
+
+def case_apply_cleanup(
+    *, case: Case, cleaned_pixels: np.ndarray | None, record: dict, text_regions: int | None = None
+) -> Case:
+    """Serve a cleaned version of a case's original and record the cleanup in `provenance["cleanup"]`.
+
+    `cleaned_pixels` is the cleaned original at native resolution (2-D float in [0, 1]), rendered with the study's
+    serving settings like every other case; None means the cleanup found nothing to change, and the case serves its
+    original's rendering. `text_regions` is the number of text regions found on the new served image. The original
+    file is never touched. Refused (ValidationError, nothing changed) when the served image would change while the
+    case has readings: an image must not change under readers.
+    """
+    with transaction.atomic():
+        case = Case.objects.select_for_update().select_related("study").get(pk=case.pk)
+        previous = case.provenance.get("cleanup") or {}
+        if cleaned_pixels is None and not previous.get("changed"):
+            served = None  # the served image already is the original's rendering
+        else:
+            if cleaned_pixels is None:
+                cleaned_pixels = read_image(_stored_bytes(case.original)).pixels
+            if cleaned_pixels.shape != (case.height, case.width):
+                raise ValidationError(
+                    f"The cleaned image is {cleaned_pixels.shape[1]}x{cleaned_pixels.shape[0]} pixels, but the "
+                    f"original of case {case.pk} is {case.width}x{case.height}."
+                )
+            _refuse_if_read(case)
+            served = _render_served(case.study, cleaned_pixels)
+        case.provenance = {**case.provenance, "cleanup": record}
+        return _case_serve(case, served, text_regions=text_regions)
+
+
+def case_remove_cleanup(*, case: Case) -> Case:
+    """Undo `case_apply_cleanup`: serve the original's rendering again and drop `provenance["cleanup"]`. Refused
+    (ValidationError) when that changes the served image of a case with readings."""
+    with transaction.atomic():
+        case = Case.objects.select_for_update().select_related("study").get(pk=case.pk)
+        previous = case.provenance.get("cleanup")
+        if previous is None:
+            return case
+        served = None
+        if previous.get("changed"):
+            _refuse_if_read(case)
+            served = _render_served(case.study, read_image(_stored_bytes(case.original)).pixels)
+        case.provenance = {key: value for key, value in case.provenance.items() if key != "cleanup"}
+        # The text count described the cleaned image; it is unknown for the original's until it is checked again.
+        return _case_serve(case, served, text_regions=None, keep_text_regions=served is None)
+
+
+def case_text_regions_record(*, case: Case, text_regions: int, image_sha256: str) -> bool:
+    """Record the number of burned-in text regions found on a case's served image (for the blinding audit), if the
+    served image is still the one that was checked (`image_sha256`); False when it changed meanwhile."""
+    with transaction.atomic():
+        case = Case.objects.select_for_update().get(pk=case.pk)
+        if case.image_sha256 != image_sha256:
+            return False
+        case.served_features = {**case.served_features, "text_regions": float(text_regions)}
+        case.save(update_fields=["served_features", "updated_at"])
+        return True
+
+
+def _refuse_if_read(case: Case) -> None:
+    readings = Reading.objects.filter(item__case=case).count()
+    if readings:
+        raise ValidationError(
+            f"Case {case.pk} already has {readings} reading{'s' if readings != 1 else ''}: its image cannot change "
+            "under readers. Clean images before readers start."
+        )
+
+
+def _render_served(study: Study, pixels: np.ndarray) -> bytes:
+    return normalise_for_serving(
+        pixels, size=study.display_size, crop_square=study.crop_to_square, working_resolution=study.working_resolution
+    )
+
+
+def _stored_bytes(stored) -> bytes:
+    with stored.open("rb") as handle:
+        return handle.read()
+
+
+def _case_serve(case: Case, served: bytes | None, *, text_regions: int | None, keep_text_regions: bool = False) -> Case:
+    """Save `case` with a new served PNG (None: keep the current one) and its served-file features. The old file
+    is deleted once the change commits."""
+    features = dict(case.served_features)
+    if served is not None:
+        features.update(describe_served(served).features())
+    if text_regions is not None:
+        features["text_regions"] = float(text_regions)
+    elif not keep_text_regions:
+        features.pop("text_regions", None)
+    case.served_features = features
+    fields = ["provenance", "served_features", "updated_at"]
+    if served is not None:
+        old_name = case.image.name
+        case.image.save("image.png", ContentFile(served), save=False)
+        case.image_sha256 = sha256_hex(served)
+        fields += ["image", "image_sha256"]
+        storage = case.image.storage
+        transaction.on_commit(lambda: storage.delete(old_name))
+    case.save(update_fields=fields)
+    return case
 
 
 # --- Readers and orders ------------------------------------------------------------------------------------------
