@@ -13,6 +13,7 @@ class CleanupJobAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "study",
+        "batch",
         "mode",
         "scope",
         "status",
@@ -23,10 +24,11 @@ class CleanupJobAdmin(admin.ModelAdmin):
         "finished_at",
     ]
     list_filter = ["mode", "status", "study"]
-    list_select_related = ["study", "created_by"]
+    list_select_related = ["study", "batch", "created_by"]
     actions = ["cancel_jobs", "resume_jobs"]
     readonly_fields = [
         "study",
+        "batch",
         "created_by",
         "mode",
         "scope",
@@ -64,9 +66,9 @@ class CleanupJobAdmin(admin.ModelAdmin):
 
 @admin.register(CleanupItem)
 class CleanupItemAdmin(admin.ModelAdmin):
-    list_display = ["job", "position", "case", "status", "changed", "text_regions", "residual_regions", "review"]
+    list_display = ["job", "position", "case", "batch_image", "status", "changed", "text_regions", "review"]
     list_filter = ["status", "changed", "review", "job__mode", "job"]
-    list_select_related = ["job__study", "case"]
+    list_select_related = ["job__study", "job__batch", "case", "batch_image__batch"]
     search_fields = ["error"]
 
     def has_add_permission(self, request) -> bool:

@@ -1,4 +1,5 @@
-"""REST API for text cleanup, under /api/cleanup/: start, watch and cancel jobs; list their images; accept or reject.
+"""REST API for text cleanup, under /api/cleanup/: start (on a study's cases or a generation batch), watch, cancel and
+resume jobs; list their images; accept or reject.
 
 Same permissions as the pages (coordinators and admins; readers get 403) and the same services: settings this
 machine cannot run (Tesseract missing for an OCR detector, a model file that is not there) or an empty selection are
@@ -29,7 +30,9 @@ from cleanup.services import (
     cleanup_job_cancel,
     cleanup_job_resume,
     cleanup_job_start,
+    cleanup_job_start_for_batch,
 )
+from generation.models import GenerationBatch
 from readerstudy.api.permissions import IsCoordinator
 from readerstudy.models import Study
 
@@ -75,6 +78,7 @@ class CleanupJobSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "study",
+            "batch",
             "mode",
             "scope",
             "status",
@@ -119,22 +123,31 @@ class CleanupJobSerializer(serializers.ModelSerializer):
 
 
 class CleanupJobCreateSerializer(serializers.Serializer):
-    """A new job on a study's cases: all of them, one class, or the `cases` listed (scope "selected")."""
+    """A new job: on a study's cases (all of them, one class, or the `cases` listed with scope "selected"), or on
+    every image of a generation `batch`, cleaned once the batch has finished (mode "clean" only)."""
 
-    study = serializers.PrimaryKeyRelatedField(queryset=Study.objects.all())
+    study = serializers.PrimaryKeyRelatedField(queryset=Study.objects.all(), required=False)
+    batch = serializers.PrimaryKeyRelatedField(queryset=GenerationBatch.objects.all(), required=False)
     mode = serializers.ChoiceField(choices=CleanupJob.Mode.choices, default=CleanupJob.Mode.CLEAN)
     scope = serializers.ChoiceField(choices=CleanupJob.Scope.choices, default=CleanupJob.Scope.ALL)
     cases = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     config = CleanupConfigSerializer(required=False)
 
     def validate(self, data: dict) -> dict:
+        if ("study" in data) == ("batch" in data):
+            raise ValidationError({"study": ["Give either a study or a generation batch."]})
+        if "batch" in data:
+            if data["mode"] != CleanupJob.Mode.CLEAN or data["cases"]:
+                raise ValidationError({"batch": ["A batch is cleaned as a whole: mode 'clean', no cases."]})
+            return data
+        if data["scope"] == CleanupJob.Scope.BATCH:
+            raise ValidationError({"scope": ["The scope 'batch' goes with a generation batch."]})
         if data["scope"] == CleanupJob.Scope.SELECTED and not data["cases"]:
             raise ValidationError({"cases": ["List the cases to process, or choose another scope."]})
         if data["scope"] != CleanupJob.Scope.SELECTED and data["cases"]:
             raise ValidationError({"cases": ["Cases are listed only with the scope 'selected'."]})
-        missing = set(data["cases"]) - set(
-            data["study"].cases.filter(pk__in=data["cases"]).values_list("pk", flat=True)
-        )
+        found = set(data["study"].cases.filter(pk__in=data["cases"]).values_list("pk", flat=True))
+        missing = set(data["cases"]) - found
         if missing:
             raise ValidationError({"cases": [f"Not cases of this study: {', '.join(map(str, sorted(missing)))}."]})
         return data
@@ -144,7 +157,7 @@ class CleanupItemSerializer(serializers.ModelSerializer):
     """One image of a job: what was found and changed, and the review decision."""
 
     outcome = serializers.CharField(read_only=True, help_text="pending, failed, checked, cleaned or unchanged.")
-    truth = serializers.CharField(source="case.truth", read_only=True)
+    truth = serializers.SerializerMethodField(help_text="real or synthetic (generated images are synthetic).")
     reviewed_by = serializers.CharField(source="reviewed_by.username", read_only=True, default=None)
     mask_url = serializers.SerializerMethodField(help_text="Mask overlay preview (cleaned images).")
     before_url = serializers.SerializerMethodField()
@@ -157,6 +170,7 @@ class CleanupItemSerializer(serializers.ModelSerializer):
             "job",
             "position",
             "case",
+            "batch_image",
             "truth",
             "status",
             "outcome",
@@ -175,6 +189,9 @@ class CleanupItemSerializer(serializers.ModelSerializer):
             "mask_url",
         ]
         read_only_fields = fields
+
+    def get_truth(self, item) -> str:
+        return item.case.truth if item.case_id is not None else "synthetic"
 
     def _preview(self, item, kind: str, stored) -> str | None:
         if not stored:
@@ -228,8 +245,11 @@ class CleanupJobViewSet(
 
     def get_queryset(self):
         jobs = job_list()
-        study = self.request.query_params.get("study")
-        return jobs.filter(study_id=study) if study and study.isdigit() else jobs
+        for name in ("study", "batch"):
+            value = self.request.query_params.get(name)
+            if value and value.isdigit():
+                jobs = jobs.filter(**{f"{name}_id": value})
+        return jobs
 
     def get_serializer_class(self):
         return CleanupJobCreateSerializer if self.action == "create" else CleanupJobSerializer
@@ -240,16 +260,19 @@ class CleanupJobViewSet(
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         config = config_from_values(dict(data.get("config") or {}))
-        study = data["study"]
         try:
-            job = cleanup_job_start(
-                created_by=request.user,
-                study=study,
-                cases=study_cases_for_scope(study=study, scope=data["scope"], case_ids=data["cases"]),
-                mode=data["mode"],
-                config=config,
-                scope=data["scope"],
-            )
+            if "batch" in data:
+                job = cleanup_job_start_for_batch(created_by=request.user, batch=data["batch"], config=config)
+            else:
+                study = data["study"]
+                job = cleanup_job_start(
+                    created_by=request.user,
+                    study=study,
+                    cases=study_cases_for_scope(study=study, scope=data["scope"], case_ids=data["cases"]),
+                    mode=data["mode"],
+                    config=config,
+                    scope=data["scope"],
+                )
         except CleanupRefused as refused:
             return _refusal(refused)
         body = CleanupJobSerializer(job, context=self.get_serializer_context()).data
@@ -294,7 +317,7 @@ class CleanupItemViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = CleanupItemSerializer
 
     def get_queryset(self):
-        return CleanupItem.objects.select_related("job", "case", "reviewed_by")
+        return CleanupItem.objects.select_related("job", "case", "batch_image", "reviewed_by")
 
     def _decide(self, request, decide) -> Response:
         try:

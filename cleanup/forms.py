@@ -1,4 +1,5 @@
-"""The form that starts a cleanup job on a study's cases: which cases, clean or check, and the cleanup settings."""
+"""The form that starts a cleanup job: on a study's cases (which ones, clean or check) or on a generation batch, and
+the cleanup settings."""
 
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ class CleanupJobForm(forms.Form):
     them (Tesseract present for an OCR detector, model files where they are said to be)."""
 
     mode = forms.ChoiceField(choices=CleanupJob.Mode.choices, widget=forms.RadioSelect, initial=CleanupJob.Mode.CLEAN)
-    scope = forms.ChoiceField(choices=CleanupJob.Scope.choices, widget=forms.RadioSelect, initial=CleanupJob.Scope.ALL)
+    scope = forms.ChoiceField(
+        choices=[choice for choice in CleanupJob.Scope.choices if choice[0] != CleanupJob.Scope.BATCH],
+        widget=forms.RadioSelect,
+        initial=CleanupJob.Scope.ALL,
+    )
     cases = CaseChoiceField(queryset=Case.objects.none(), required=False, widget=forms.CheckboxSelectMultiple)
     detector = forms.ChoiceField(choices=DETECTORS, initial="xray")
     segmenter = forms.ChoiceField(choices=SEGMENTERS, initial="auto")
@@ -70,10 +75,14 @@ class CleanupJobForm(forms.Form):
         required=False, initial=True, label="Look for text again on the cleaned image (records what is left)"
     )
 
-    def __init__(self, *args, study: Study, **kwargs) -> None:
+    def __init__(self, *args, study: Study | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.study = study
-        self.fields["cases"].queryset = study.cases.order_by("id")
+        if study is None:  # a generation batch: all its images are cleaned, nothing to choose
+            for name in ("mode", "scope", "cases"):
+                del self.fields[name]
+        else:
+            self.fields["cases"].queryset = study.cases.order_by("id")
         self.config: CleanupConfig | None = None
         self.selected_cases: list[Case] = []
 
@@ -81,13 +90,14 @@ class CleanupJobForm(forms.Form):
         data = super().clean()
         if self.errors:
             return data
-        scope = data["scope"]
-        self.selected_cases = study_cases_for_scope(
-            study=self.study, scope=scope, case_ids=[case.pk for case in data.get("cases") or []]
-        )
-        if not self.selected_cases:
-            where = "cases" if scope == CleanupJob.Scope.SELECTED else "scope"
-            self.add_error(where, "There is no case to process: choose at least one.")
+        if self.study is not None:
+            scope = data["scope"]
+            self.selected_cases = study_cases_for_scope(
+                study=self.study, scope=scope, case_ids=[case.pk for case in data.get("cases") or []]
+            )
+            if not self.selected_cases:
+                where = "cases" if scope == CleanupJob.Scope.SELECTED else "scope"
+                self.add_error(where, "There is no case to process: choose at least one.")
         values = {
             name: data[name]
             for name in (

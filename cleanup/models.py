@@ -1,5 +1,6 @@
 """Cleanup jobs in the site: which images a coordinator sent through text cleanup (or a text check), and per image
-what was found, what was changed, the files written and the review decision.
+what was found, what was changed, the files written and the review decision. An image is a study's case or, for a
+job chained after a generation batch, one of the batch's images.
 
 A job's items are created up front, one `CleanupItem` per image, unique per job and image, so a worker that stops
 half-way leaves exactly the unfinished items pending: running the job again can neither skip nor repeat an image.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from readerstudy.models import Case, Study
 
@@ -37,6 +39,7 @@ class CleanupJob(models.Model):
         REAL = "real", "All real cases"
         SYNTHETIC = "synthetic", "All synthetic cases"
         SELECTED = "selected", "Selected cases"
+        BATCH = "batch", "All images of a generation batch"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -50,8 +53,18 @@ class CleanupJob(models.Model):
     study = models.ForeignKey(
         Study,
         on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="cleanup_jobs",
-        help_text="The study whose cases are cleaned or checked.",
+        help_text="The study whose cases are cleaned or checked (or else `batch`).",
+    )
+    batch = models.ForeignKey(
+        "generation.GenerationBatch",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="cleanup_jobs",
+        help_text="The generation batch whose images are cleaned once it has finished (or else `study`).",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     mode = models.CharField(
@@ -80,9 +93,15 @@ class CleanupJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(study__isnull=False, batch__isnull=True) | Q(study__isnull=True, batch__isnull=False),
+                name="cleanup_job_study_or_batch",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.get_mode_display()} #{self.pk} ({self.study})"
+        return f"{self.get_mode_display()} #{self.pk} ({self.study or self.batch})"
 
     @property
     def is_finished(self) -> bool:
@@ -128,7 +147,10 @@ class CleanupItem(models.Model):
 
     job = models.ForeignKey(CleanupJob, on_delete=models.CASCADE, related_name="items")
     position = models.PositiveIntegerField(help_text="Order in the job, from 0.")
-    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="cleanup_items")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, null=True, blank=True, related_name="cleanup_items")
+    batch_image = models.ForeignKey(
+        "generation.BatchImage", on_delete=models.CASCADE, null=True, blank=True, related_name="cleanup_items"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     changed = models.BooleanField(
         null=True, blank=True, help_text="Whether cleanup changed any pixel (no text found: unchanged)."
@@ -173,11 +195,24 @@ class CleanupItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "position"], name="cleanup_item_unique_position"),
             models.UniqueConstraint(fields=["job", "case"], name="cleanup_item_once_per_job"),
+            models.UniqueConstraint(fields=["job", "batch_image"], name="cleanup_item_image_once_per_job"),
+            models.CheckConstraint(
+                condition=Q(case__isnull=False, batch_image__isnull=True)
+                | Q(case__isnull=True, batch_image__isnull=False),
+                name="cleanup_item_case_or_batch_image",
+            ),
         ]
         indexes = [models.Index(fields=["job", "status", "position"], name="cleanup_item_claim")]
 
     def __str__(self) -> str:
         return f"{self.job} · image {self.position + 1}"
+
+    @property
+    def target_label(self) -> str:
+        """What the image is, in the coordinator's words: a study case or a generated image."""
+        if self.case_id is not None:
+            return f"Case {self.case_id}"
+        return f"Batch image {self.batch_image.index + 1}"
 
     @property
     def outcome(self) -> str:

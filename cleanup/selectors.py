@@ -69,7 +69,7 @@ def job_progress(*, job: CleanupJob) -> JobProgress:
 
 def job_list(*, study: Study | None = None) -> QuerySet[CleanupJob]:
     """Jobs, newest first, with their done and failed counts (one query)."""
-    jobs = CleanupJob.objects.select_related("study", "created_by")
+    jobs = CleanupJob.objects.select_related("study", "batch", "created_by")
     if study is not None:
         jobs = jobs.filter(study=study)
     return jobs.annotate(
@@ -102,12 +102,12 @@ def study_cases_for_scope(*, study: Study, scope: str, case_ids: Iterable[int] =
 
 
 def job_items(*, job: CleanupJob) -> QuerySet[CleanupItem]:
-    return job.items.select_related("case", "reviewed_by").order_by("position")
+    return job.items.select_related("case", "batch_image", "reviewed_by").order_by("position")
 
 
 def review_queue(*, job: CleanupJob) -> list[CleanupItem]:
     """The images a reviewer goes through: cleaned ones first (they need a look), then those left unchanged."""
-    items = job.items.filter(status=CleanupItem.Status.DONE).select_related("case")
+    items = job.items.filter(status=CleanupItem.Status.DONE).select_related("case", "batch_image")
     return sorted(items, key=lambda item: (not item.changed, item.position))
 
 
@@ -169,7 +169,7 @@ def item_boxes(*, item: CleanupItem) -> list[BoxView]:
     """Boxes found on the original (and, marked residual, still found after cleaning), for drawing and listing."""
     result = item.result or {}
     size = result.get("mask") or {}
-    width, height = size.get("width") or item.case.width, size.get("height") or item.case.height
+    width, height = size.get("width") or 1, size.get("height") or 1
     views = []
     for residual, key in ((False, "boxes"), (True, "residual")):
         for box in result.get(key, []):

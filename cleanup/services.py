@@ -31,6 +31,7 @@ from PIL import Image
 from cleanup.models import CleanupItem, CleanupJob, item_file_name
 from cleanup.ocr import tesseract_available
 from cleanup.pipeline import CleanupConfig, build_stages, clean_image
+from generation.models import BatchImage, GenerationBatch
 from imaging.normalise import RESAMPLING_FILTER, fitted_size, normalise_for_serving
 from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import read_image, sha256_hex
@@ -49,6 +50,8 @@ PREVIEW_SIZE = 1024
 OVERLAY_RGBA = (255, 45, 85, 140)
 # Detectors that run Tesseract: they cannot work where it is missing.
 OCR_DETECTORS = {"xray", "ocr"}
+# How often a job chained after a generation batch looks again whether the batch has finished.
+BATCH_POLL_SECONDS = 10
 
 
 class CleanupRefused(ValueError):
@@ -178,6 +181,53 @@ def cleanup_job_start(
 
 
 @transaction.atomic
+def cleanup_job_start_for_batch(
+    *, created_by: User, batch: GenerationBatch, config: CleanupConfig | None = None
+) -> CleanupJob:
+    """Queue cleanup of a generation batch's images, chained after the batch: the worker waits until the batch has
+    finished (done, cancelled or failed), then cleans every image it made. Refused, creating nothing, for settings
+    this machine cannot run."""
+    from cleanup.tasks import run_cleanup_job
+
+    config = config or CleanupConfig()
+    problems = config_problems(config)
+    if problems:
+        raise CleanupRefused(" ".join(problems.values()), errors=problems)
+    job = CleanupJob.objects.create(
+        batch=batch,
+        created_by=created_by,
+        mode=CleanupJob.Mode.CLEAN,
+        scope=CleanupJob.Scope.BATCH,
+        config=config.to_dict(),
+    )
+    if batch.is_finished:
+        job = _batch_items_ensure(job)
+    transaction.on_commit(lambda: run_cleanup_job.delay(job_pk=job.pk))
+    return job
+
+
+def _batch_items_ensure(job: CleanupJob) -> CleanupJob:
+    """One item per image the (finished) batch made, created once, under the job's row lock."""
+    with transaction.atomic():
+        job = CleanupJob.objects.select_for_update().get(pk=job.pk)
+        present = set(job.items.values_list("batch_image_id", flat=True))
+        start = job.items.count()
+        images = [
+            image
+            for image in BatchImage.objects.filter(batch_id=job.batch_id, status=BatchImage.Status.DONE).order_by(
+                "index"
+            )
+            if image.pk not in present
+        ]
+        CleanupItem.objects.bulk_create(
+            [CleanupItem(job=job, position=start + offset, batch_image=image) for offset, image in enumerate(images)]
+        )
+        job.total = start + len(images)
+        job.save(update_fields=["total"])
+        return job
+
+
+@transaction.atomic
 def cleanup_job_cancel(*, job: CleanupJob) -> CleanupJob:
     """Stop a queued or running job. Its worker finds out before recording the image it is on and throws that image
     away: once this returns, nothing more is recorded. A finished job is left as it is."""
@@ -206,7 +256,11 @@ def cleanup_job_resume(*, job: CleanupJob) -> CleanupJob:
 def cleanup_job_run(*, job_pk: int, worker: str = "") -> CleanupJob:
     """Process a job's pending images one at a time until none is left or the job is cancelled. Safe to run again
     at any time, and from several workers at once: each image is recorded exactly once, and an image that fails is
-    recorded with its error while the others go on."""
+    recorded with its error while the others go on. A job chained after a generation batch that has not finished
+    yet looks again in BATCH_POLL_SECONDS."""
+    waiting = _waiting_for_batch(job_pk)
+    if waiting is not None:
+        return waiting
     job = _run_begin(job_pk, worker)
     if job is None:
         return CleanupJob.objects.get(pk=job_pk)
@@ -224,9 +278,25 @@ def cleanup_job_run(*, job_pk: int, worker: str = "") -> CleanupJob:
     return _run_end(job_pk)
 
 
+def _waiting_for_batch(job_pk: int) -> CleanupJob | None:
+    """The job, if it waits for its generation batch (and a later look is scheduled); None when it can run."""
+    from cleanup.tasks import run_cleanup_job
+
+    job = CleanupJob.objects.select_related("batch").get(pk=job_pk)
+    if job.batch_id is None or job.is_finished:
+        return None
+    if not job.batch.is_finished:
+        transaction.on_commit(
+            lambda: run_cleanup_job.apply_async(kwargs={"job_pk": job_pk}, countdown=BATCH_POLL_SECONDS)
+        )
+        return job
+    _batch_items_ensure(job)
+    return None
+
+
 def _run_begin(job_pk: int, worker: str) -> CleanupJob | None:
     with transaction.atomic():
-        job = CleanupJob.objects.select_for_update().select_related("study").get(pk=job_pk)
+        job = CleanupJob.objects.select_for_update().get(pk=job_pk)
         if job.is_finished:
             return None
         now = timezone.now()
@@ -300,11 +370,9 @@ def _run_next_item(job: CleanupJob, stages, config: CleanupConfig) -> bool:
 
 
 def _clean_item(item: CleanupItem, job: CleanupJob, stages, config: CleanupConfig, written: list[str]) -> None:
-    """Clean a case's original; store mask, cleaned image and previews; count the text left on the served image
-    the cleaned original would become."""
-    case = item.case
-    study = job.study
-    decoded = read_image(_read(case.original))
+    """Clean a case's original (or a generated image); store mask, cleaned image and previews; for a case, count
+    the text left on the served image the cleaned original would become."""
+    decoded = read_image(original_bytes(item))
     result = clean_image(decoded.pixels, config, stages=stages)
     item.result = result.to_dict()
     item.changed = result.changed
@@ -320,6 +388,9 @@ def _clean_item(item: CleanupItem, job: CleanupJob, stages, config: CleanupConfi
     else:
         item.mask.name = item.cleaned.name = item.preview_after.name = item.preview_mask.name = ""
         served_pixels = decoded.pixels
+    if item.case_id is None:
+        return  # a generated image has no served image until it is added to a study
+    case, study = item.case, job.study
     served = normalise_for_serving(
         served_pixels,
         size=study.display_size,
@@ -423,6 +494,11 @@ def _read(stored) -> bytes:
         return handle.read()
 
 
+def original_bytes(item: CleanupItem) -> bytes:
+    """The file an item cleans: the case's stored original, or the generated image's PNG."""
+    return _read(item.case.original if item.case_id is not None else item.batch_image.png)
+
+
 def _store(job: CleanupJob, item: CleanupItem, kind: str, data: bytes, written: list[str]) -> str:
     name = item_file_name(job.pk, item.pk, kind)
     # A stopped worker may have left a file under this name; replace it rather than store a second copy.
@@ -497,12 +573,12 @@ def item_cleaned_pixels(item: CleanupItem) -> np.ndarray:
     """
     if not item.changed:
         raise CleanupRefused("Cleanup changed nothing in this image: there are no cleaned pixels.")
-    original = read_image(_read(item.case.original)).pixels
+    original = read_image(original_bytes(item)).pixels
     cleaned = read_image(_read(item.cleaned)).pixels
     mask = read_image(_read(item.mask)).pixels > 0
     if not original.shape == cleaned.shape == mask.shape:
         raise CleanupRefused(
-            f"The stored cleaned image ({cleaned.shape[1]}x{cleaned.shape[0]}) does not match the case's original "
+            f"The stored cleaned image ({cleaned.shape[1]}x{cleaned.shape[0]}) does not match the original "
             f"({original.shape[1]}x{original.shape[0]})."
         )
     return np.where(mask, cleaned, original).astype(np.float32)
@@ -534,8 +610,9 @@ def cleanup_record(item: CleanupItem, reviewer: User) -> dict[str, Any]:
 def _locked_item(item: CleanupItem) -> CleanupItem:
     locked = CleanupItem.objects.select_for_update().get(pk=item.pk)
     # Joined rows are fetched apart: locking the case and job rows too would make reviews wait for the worker.
-    locked.job = CleanupJob.objects.select_related("study").get(pk=locked.job_id)
-    locked.case = Case.objects.get(pk=locked.case_id)
+    locked.job = CleanupJob.objects.select_related("study", "batch").get(pk=locked.job_id)
+    if locked.case_id is not None:
+        locked.case = Case.objects.get(pk=locked.case_id)
     return locked
 
 
@@ -555,6 +632,9 @@ def cleanup_item_accept(*, item: CleanupItem, reviewer: User) -> CleanupItem:
     nothing, when the image would change under readers (the case has readings)."""
     item = _locked_item(item)
     _check_reviewable(item)
+    if item.case_id is None:
+        # A generated image: `batch_image_for_study` uses the decision when the image is added to a study.
+        return _set_review(item, CleanupItem.Review.ACCEPTED, reviewer)
     try:
         case_apply_cleanup(
             case=item.case,
@@ -573,7 +653,7 @@ def cleanup_item_reject(*, item: CleanupItem, reviewer: User) -> CleanupItem:
     original's rendering (refused, changing nothing, once the case has readings)."""
     item = _locked_item(item)
     _check_reviewable(item)
-    if item.case.provenance.get("cleanup", {}).get("item") == item.pk:
+    if item.case_id is not None and item.case.provenance.get("cleanup", {}).get("item") == item.pk:
         try:
             case_remove_cleanup(case=item.case)
         except ValidationError as error:
@@ -611,3 +691,47 @@ def cleanup_job_accept_unchanged(*, job: CleanupJob, reviewer: User) -> BulkRevi
         else:
             accepted += 1
     return BulkReview(accepted=accepted, refused=tuple(refused))
+
+
+# --- generated images on their way into a study -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyImage:
+    """What `generation.services.batch_add_to_study` imports for one generated image: `data` (the PNG) with
+    `provenance`, or nothing, for the `refusal` given."""
+
+    data: bytes = b""
+    provenance: dict[str, Any] | None = None
+    refusal: str = ""
+
+
+def batch_image_for_study(*, image: BatchImage, data: bytes) -> StudyImage:
+    """The file a generated image enters a study as, given its latest text cleanup (`data` is its PNG).
+
+    No cleanup: the image as generated. Accepted: the cleaned image, 8-bit like every generated PNG (so the
+    original's format tells nothing; outside the mask the pixels are the generated ones exactly), with the cleanup
+    in `provenance["cleanup"]`. Rejected, not reviewed yet, or failed: refused with the reason, so that an image
+    whose cleanup was asked for never enters a study uncleaned.
+    """
+    provenance = dict(image.provenance)
+    item = (
+        CleanupItem.objects.filter(batch_image=image, job__mode=CleanupJob.Mode.CLEAN)
+        .select_related("job", "reviewed_by")
+        .order_by("-job__created_at", "-pk")
+        .first()
+    )
+    if item is None:
+        return StudyImage(data=data, provenance=provenance)
+    job = f"cleanup job #{item.job_id}"
+    if item.status == CleanupItem.Status.FAILED:
+        return StudyImage(refusal=f"Its text cleanup failed ({job}: {item.error}); clean the batch again.")
+    if item.status == CleanupItem.Status.PENDING or item.review == CleanupItem.Review.PENDING:
+        return StudyImage(refusal=f"Its text cleanup is not reviewed yet ({job}).")
+    if item.review == CleanupItem.Review.REJECTED:
+        return StudyImage(refusal=f"Its text cleanup was rejected in review ({job}).")
+    record = cleanup_record(item, item.reviewed_by)
+    record["accepted_at"] = item.reviewed_at.isoformat()
+    if item.changed:
+        data = encode_png_gray8(to_uint8(item_cleaned_pixels(item)))
+    return StudyImage(data=data, provenance={**provenance, "cleanup": record})

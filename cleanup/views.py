@@ -1,5 +1,6 @@
-"""Cleanup pages for coordinators and admins: start a job on a study's cases, watch it (htmx polling), cancel or
-resume it, and review its images (before/after, mask, boxes; accept or reject). Readers get 403 everywhere."""
+"""Cleanup pages for coordinators and admins: start a job on a study's cases or a generation batch, watch it (htmx
+polling), cancel or resume it, and review its images (before/after, mask, boxes; accept or reject). Readers get 403
+everywhere."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from cleanup.services import (
     cleanup_job_cancel,
     cleanup_job_resume,
     cleanup_job_start,
+    cleanup_job_start_for_batch,
 )
+from generation.models import GenerationBatch
 from readerstudy.models import Study
 from readerstudy.roles import coordinator_required
 
 RECENT_JOBS = 50
+RECENT_BATCHES = 10
 PREVIEW_KINDS = {"before": "preview_before", "after": "preview_after", "mask": "preview_mask"}
 
 
@@ -33,7 +37,9 @@ PREVIEW_KINDS = {"before": "preview_before", "after": "preview_after", "mask": "
 @require_GET
 def job_list_view(request: HttpRequest) -> HttpResponse:
     studies = Study.objects.annotate(case_count=Count("cases")).order_by("-created_at")
-    return render(request, "cleanup/job_list.html", {"jobs": job_list()[:RECENT_JOBS], "studies": studies})
+    batches = GenerationBatch.objects.order_by("-created_at")[:RECENT_BATCHES]
+    context = {"jobs": job_list()[:RECENT_JOBS], "studies": studies, "batches": batches}
+    return render(request, "cleanup/job_list.html", context)
 
 
 @coordinator_required
@@ -61,10 +67,28 @@ def job_new(request: HttpRequest, study_pk: int) -> HttpResponse:
     return render(request, "cleanup/job_new.html", {"study": study, "form": form, "cases": cases})
 
 
+@coordinator_required
+def job_new_for_batch(request: HttpRequest, batch_pk: int) -> HttpResponse:
+    """Clean every image of a generation batch, once the batch has finished (it may still be running)."""
+    batch = get_object_or_404(GenerationBatch, pk=batch_pk)
+    form = CleanupJobForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = cleanup_job_start_for_batch(created_by=request.user, batch=batch, config=form.config)
+        except CleanupRefused as refused:
+            form.add_error(None, refused.message)
+        else:
+            when = "now" if batch.is_finished else "when the batch has finished"
+            messages.success(request, f"Cleanup of “{batch.name}” queued: it starts {when}.")
+            return redirect("cleanup:job_detail", job_pk=job.pk)
+    return render(request, "cleanup/job_new.html", {"batch": batch, "form": form})
+
+
 def _job_context(job: CleanupJob) -> dict:
     return {
         "job": job,
         "study": job.study,
+        "batch": job.batch,
         "progress": job_progress(job=job),
         "items": job_items(job=job),
         "stalled": job_is_stalled(job=job),
@@ -74,7 +98,7 @@ def _job_context(job: CleanupJob) -> dict:
 @coordinator_required
 @require_GET
 def job_detail(request: HttpRequest, job_pk: int) -> HttpResponse:
-    job = get_object_or_404(CleanupJob.objects.select_related("study", "created_by"), pk=job_pk)
+    job = get_object_or_404(CleanupJob.objects.select_related("study", "batch", "created_by"), pk=job_pk)
     template = "cleanup/job_detail.html#job" if request.headers.get("HX-Request") else "cleanup/job_detail.html"
     return render(request, template, _job_context(job))
 
@@ -120,6 +144,7 @@ def _review_context(job: CleanupJob, item_pk: int | None, *, error: str = "") ->
     return {
         "job": job,
         "study": job.study,
+        "batch": job.batch,
         "place": place,
         "item": place.item if place else None,
         "boxes": item_boxes(item=place.item) if place else [],
@@ -136,7 +161,7 @@ def _item_pk(value: str | None) -> int | None:
 @require_GET
 def job_review(request: HttpRequest, job_pk: int) -> HttpResponse:
     """One image at a time: before/after slider, mask overlay, boxes with their OCR text, accept or reject."""
-    job = get_object_or_404(CleanupJob.objects.select_related("study"), pk=job_pk)
+    job = get_object_or_404(CleanupJob.objects.select_related("study", "batch"), pk=job_pk)
     context = _review_context(job, _item_pk(request.GET.get("item")))
     template = "cleanup/review.html#review" if request.headers.get("HX-Request") else "cleanup/review.html"
     return render(request, template, context)
@@ -146,7 +171,7 @@ def job_review(request: HttpRequest, job_pk: int) -> HttpResponse:
 @require_POST
 def item_decide(request: HttpRequest, item_pk: int) -> HttpResponse:
     """Accept or reject one image, then show the next one still to review (htmx) or redirect to it."""
-    item = get_object_or_404(CleanupItem.objects.select_related("job__study"), pk=item_pk)
+    item = get_object_or_404(CleanupItem.objects.select_related("job__study", "job__batch"), pk=item_pk)
     decision = request.POST.get("decision")
     error = ""
     shown = item.pk

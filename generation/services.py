@@ -787,7 +787,10 @@ def batch_add_to_study(
 ) -> AddToStudyReport:
     """Make the batch's done images (or those at `indices`) synthetic cases of `study` through `cases_import`:
     source "generation", the batch's generator label, each image's provenance. Images already added to this study
-    are skipped, so calling it again adds only what is new; readers already assigned get the new cases appended."""
+    are skipped, so calling it again adds only what is new; readers already assigned get the new cases appended.
+    Images whose text cleanup was asked for enter as cleaned and accepted, or not at all (`cleanup.services`)."""
+    from cleanup.services import batch_image_for_study
+
     images = batch.images.filter(status=BatchImage.Status.DONE).order_by("index")
     if indices is not None:
         images = images.filter(index__in=list(indices))
@@ -805,14 +808,19 @@ def batch_add_to_study(
             except OSError as error:
                 refused.append((image.index, f"The image file cannot be read: {error}."))
                 continue
+            # Text cleanup, when one was run on the batch: the accepted cleaned image, or no image at all.
+            cleaned = batch_image_for_study(image=image, data=data)
+            if cleaned.refusal:
+                refused.append((image.index, cleaned.refusal))
+                continue
             report = cases_import(
                 study=study,
-                files=[IncomingFile(name=f"batch-{batch.pk}-{image.index + 1:06d}.png", data=data)],
+                files=[IncomingFile(name=f"batch-{batch.pk}-{image.index + 1:06d}.png", data=cleaned.data)],
                 truth=Case.Truth.SYNTHETIC,
                 source=Case.Source.GENERATION,
                 is_practice=is_practice,
                 generator=batch.generator_label,
-                provenance=image.provenance,
+                provenance=cleaned.provenance,
                 extend_sessions=False,
             )
             row = report.rows[0]

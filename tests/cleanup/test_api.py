@@ -10,6 +10,7 @@ from cleanup.ocr import tesseract_available
 from cleanup.services import cleanup_job_run
 from readerstudy.services import reader_assign
 from tests.cleanup.test_services import make_phantom_study, no_queue, run_job  # noqa: F401
+from tests.cleanup.test_services_batch import make_batch
 from tests.readerstudy.helpers import answer_next
 
 pytestmark = [
@@ -122,6 +123,29 @@ def test_what_cannot_be_done_is_a_400_or_409_with_the_reason(api, coordinator, r
     assert api.post(f"/api/cleanup/jobs/{job.pk}/cancel/").data["status"] == "done"  # finished: left as it is
     resumed = api.post(f"/api/cleanup/jobs/{job.pk}/resume/")
     assert resumed.status_code == 409 and resumed.data["detail"] == "The job is already done."
+
+
+def test_a_generation_batch_is_cleaned_through_the_api(api, coordinator):
+    batch = make_batch(coordinator, ["AP", None])
+    study = make_phantom_study(coordinator, [("real", None)])
+    api.force_authenticate(coordinator)
+    both = api.post("/api/cleanup/jobs/", {"study": study.pk, "batch": batch.pk}, format="json")
+    assert both.status_code == 400 and both.data["study"] == ["Give either a study or a generation batch."]
+    check = api.post("/api/cleanup/jobs/", {"batch": batch.pk, "mode": "check"}, format="json")
+    assert check.status_code == 400 and "cleaned as a whole" in check.data["batch"][0]
+    created = api.post("/api/cleanup/jobs/", {"batch": batch.pk, "config": {"verify": False}}, format="json")
+    assert created.status_code == 201 and (created.data["batch"], created.data["study"]) == (batch.pk, None)
+    assert created.data["total"] == 2  # the batch has finished: its images are items at once
+    cleanup_job_run(job_pk=created.data["id"])
+    items = api.get(f"/api/cleanup/jobs/{created.data['id']}/items/").data["results"]
+    assert [(item["truth"], item["outcome"], item["case"]) for item in items] == [
+        ("synthetic", "cleaned", None),
+        ("synthetic", "unchanged", None),
+    ]
+    assert api.post(f"/api/cleanup/items/{items[0]['id']}/reject/").data["review"] == "rejected"
+    assert [job["id"] for job in api.get("/api/cleanup/jobs/", {"batch": batch.pk}).data["results"]] == [
+        created.data["id"]
+    ]
 
 
 def test_the_schema_documents_the_cleanup_endpoints(api, coordinator):

@@ -13,6 +13,7 @@ from cleanup.ocr import tesseract_available
 from cleanup.services import cleanup_job_run
 from readerstudy.services import reader_assign
 from tests.cleanup.test_services import make_phantom_study, no_queue, run_job  # noqa: F401
+from tests.cleanup.test_services_batch import make_batch
 from tests.readerstudy.helpers import answer_next
 
 pytestmark = [
@@ -196,3 +197,30 @@ def test_accept_all_unchanged_and_cancel_from_the_job_page(client, coordinator, 
     assert "The job is already done." in response.content.decode()
     response = client.post(reverse("cleanup:job_resume", args=[cleaned_job.pk]), follow=True)
     assert "The job is already done." in response.content.decode()
+
+
+def test_a_generation_batch_is_cleaned_from_its_own_form(client, coordinator, reader):
+    batch = make_batch(coordinator, ["AP"], status="running")
+    url = reverse("cleanup:job_new_for_batch", args=[batch.pk])
+    client.force_login(reader)
+    assert client.get(url).status_code == 403 and client.post(url, form_defaults()).status_code == 403
+    client.force_login(coordinator)
+    page = client.get(url).content.decode()
+    assert "as soon as the\n    batch has finished" in page and "Which cases" not in page
+    assert f'href="/cleanup/batches/{batch.pk}/new/"' in client.get(reverse("cleanup:job_list")).content.decode()
+    response = client.post(url, {**form_defaults(), "verify": ""})
+    job = CleanupJob.objects.get()
+    assert response["Location"] == reverse("cleanup:job_detail", args=[job.pk])
+    assert (job.batch, job.study, job.scope) == (batch, None, "batch")
+    page = client.get(response["Location"]).content.decode()
+    assert "Waiting for the batch to finish (running)" in page and batch.name in page
+    cleanup_job_run(job_pk=job.pk)  # still running: the job waits
+    batch.status = "done"
+    batch.save()
+    cleanup_job_run(job_pk=job.pk)
+    item = job.items.get()
+    review = client.get(reverse("cleanup:job_review", args=[job.pk])).content.decode()
+    assert "Batch image 1" in review and "enter studies cleaned" in review
+    client.post(reverse("cleanup:item_decide", args=[item.pk]), {"decision": "accept"})
+    item.refresh_from_db()
+    assert item.review == CleanupItem.Review.ACCEPTED
