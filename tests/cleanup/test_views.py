@@ -224,3 +224,31 @@ def test_a_generation_batch_is_cleaned_from_its_own_form(client, coordinator, re
     client.post(reverse("cleanup:item_decide", args=[item.pk]), {"decision": "accept"})
     item.refresh_from_db()
     assert item.review == CleanupItem.Review.ACCEPTED
+
+
+def test_the_django_admin_lists_jobs_and_items_and_cancels_or_resumes_jobs(client, admin_user, cleaned_job):
+    admin_user.is_superuser = True  # as the demo's admin accounts are
+    admin_user.save()
+    client.force_login(admin_user)
+    item = cleaned_job.items.get(changed=True)
+    for url in (
+        reverse("admin:cleanup_cleanupjob_changelist"),
+        reverse("admin:cleanup_cleanupjob_change", args=[cleaned_job.pk]),
+        reverse("admin:cleanup_cleanupitem_changelist"),
+        reverse("admin:cleanup_cleanupitem_change", args=[item.pk]),
+    ):
+        assert client.get(url).status_code == 200, url
+    assert client.get(reverse("admin:cleanup_cleanupjob_add")).status_code == 403  # jobs start where they are checked
+    queued = CleanupJob.objects.create(study=cleaned_job.study, created_by=admin_user, total=0)
+    changelist = reverse("admin:cleanup_cleanupjob_changelist")
+    response = client.post(
+        changelist, {"action": "resume_jobs", "_selected_action": [queued.pk, cleaned_job.pk]}, follow=True
+    )
+    assert "1 job(s) sent to a worker again." in response.content.decode()
+    response = client.post(
+        changelist, {"action": "cancel_jobs", "_selected_action": [queued.pk, cleaned_job.pk]}, follow=True
+    )
+    assert "1 job(s) cancelled." in response.content.decode()
+    queued.refresh_from_db()
+    cleaned_job.refresh_from_db()
+    assert (queued.status, cleaned_job.status) == ("cancelled", "done")
