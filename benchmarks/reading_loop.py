@@ -1,12 +1,18 @@
 """Load test of the reading loop on PostgreSQL under gunicorn: many simulated readers submit readings and fetch the
 next case and its image, as the browser does (htmx POST, then the next image).
 
-    .venv/bin/python benchmarks/reading_loop.py --readers 50 --cases 60 --think 1.0
+    .venv/bin/python benchmarks/reading_loop.py --readers 50 --cases 60 --think 3.0
 
 It creates a fresh database (`readerstudy_bench` on the local PostgreSQL unless --database-url is given), a study,
-one session per reader, starts gunicorn, runs the readers concurrently (asyncio + httpx) and reports latency
-percentiles for submit-and-next (POST that records the reading and returns the next case) and for the image fetch,
-throughput, HTTP errors, and whether every accepted reading is in the database (lost readings).
+one session per reader, starts gunicorn, runs the readers concurrently (asyncio + httpx, spread over
+--client-processes processes) and reports latency percentiles for submit-and-next (the POST that records the reading
+and returns the next case) and for the image fetch, throughput, HTTP errors, and whether every accepted reading is in
+the database (lost readings).
+
+Latency is reported twice: as the simulated readers saw it, and as the server spent it (gunicorn's access log,
+request start to response written). On one small machine the load generator competes with the server for the same
+cores, so the client-side figures include waiting for the generator's own event loop; the server-side figures are
+what a reader on another machine would add network time to.
 """
 
 from __future__ import annotations
@@ -159,6 +165,11 @@ async def simulated_reader(client, base: str, session_pk: int, think: float, rou
             out["errors"].append(f"image: HTTP {picture.status_code}")
 
 
+def run_client_process(args: tuple) -> dict:
+    base, sessions, think, rounds = args
+    return asyncio.run(run_load(base, sessions, think, rounds))
+
+
 async def run_load(base: str, sessions: list[tuple[int, str]], think: float, rounds: int) -> dict:
     import httpx
 
@@ -175,6 +186,30 @@ async def run_load(base: str, sessions: list[tuple[int, str]], think: float, rou
     return out
 
 
+def load_in_processes(base: str, sessions: list, args) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [sessions[i :: args.client_processes] for i in range(args.client_processes)]
+    with ProcessPoolExecutor(args.client_processes) as pool:
+        parts = list(pool.map(run_client_process, [(base, share, args.think, args.cases) for share in shares if share]))
+    merged = {key: [v for part in parts for v in part[key]] for key in ("submit", "image", "loop", "errors")}
+    merged["accepted"] = sum(part["accepted"] for part in parts)
+    merged["seconds"] = max(part["seconds"] for part in parts)
+    return merged
+
+
+def server_timings(access_log: Path) -> dict[str, list[float]]:
+    """Seconds the server spent per request, from gunicorn's access log (%(D)s is in microseconds)."""
+    timings: dict[str, list[float]] = {"submit": [], "image": []}
+    for line in access_log.read_text().splitlines():
+        method, path, _status, micros = line.split()
+        if method == "POST" and path.endswith("/submit/"):
+            timings["submit"].append(int(micros) / 1e6)
+        elif method == "GET" and path.startswith("/img/"):
+            timings["image"].append(int(micros) / 1e6)
+    return timings
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -189,6 +224,8 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds a reader looks at a case (0 = none)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--keep-alive", type=int, default=75, help="seconds gunicorn keeps an idle connection")
+    parser.add_argument("--client-processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
         "--database-url",
@@ -204,6 +241,8 @@ def main() -> None:
 
     connection.close()
     env = {**os.environ, "DATABASE_URL": args.database_url, "MEDIA_ROOT": str(media_root), "DEBUG": "0"}
+    access_log = ROOT / "var" / "bench-access.log"
+    access_log.unlink(missing_ok=True)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -218,8 +257,14 @@ def main() -> None:
             str(args.threads),
             "--worker-class",
             "gthread",
+            "--keep-alive",
+            str(args.keep_alive),
             "--log-level",
             "warning",
+            "--access-logfile",
+            str(access_log),
+            "--access-logformat",
+            "%(m)s %(U)s %(s)s %(D)s",
         ],
         cwd=ROOT,
         env=env,
@@ -227,7 +272,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{args.port}"
     try:
         _wait_for(base)
-        result = asyncio.run(run_load(base, sessions, args.think, args.cases))
+        result = load_in_processes(base, sessions, args)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -235,7 +280,7 @@ def main() -> None:
     from readerstudy.models import Reading
 
     stored = Reading.objects.filter(item__session__study__name="Load test").count()
-    report(args, result, stored)
+    report(args, result, stored, server_timings(access_log))
 
 
 def _wait_for(base: str) -> None:
@@ -250,7 +295,7 @@ def _wait_for(base: str) -> None:
     raise SystemExit("gunicorn did not start")
 
 
-def report(args, result: dict, stored: int) -> None:
+def report(args, result: dict, stored: int, server: dict[str, list[float]]) -> None:
     def ms(values, q):
         return f"{1000 * percentile(values, q):7.1f}"
 
@@ -258,8 +303,14 @@ def report(args, result: dict, stored: int) -> None:
     print()
     print(f"readers {args.readers}, think {args.think} s, gunicorn {args.workers} workers x {args.threads} threads")
     print(f"{'':24} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7}")
-    for name, key in (("submit-and-next (POST)", "submit"), ("next image (GET)", "image"), ("both", "loop")):
-        values = result[key]
+    rows = [
+        ("submit-and-next, client", result["submit"]),
+        ("next image, client", result["image"]),
+        ("both, client", result["loop"]),
+        ("submit-and-next, server", server["submit"]),
+        ("next image, server", server["image"]),
+    ]
+    for name, values in rows:
         print(f"{name:24} {ms(values, 50)} {ms(values, 95)} {ms(values, 99)} {1000 * max(values or [0]):7.1f}")
     print(
         f"requests/s {total_requests / result['seconds']:.1f} over {result['seconds']:.1f} s; readings/s "

@@ -139,6 +139,17 @@ class Study(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def uses_phantoms(self) -> bool:
+        """Whether any case is a built-in phantom (the reading screen says so). Cached: asked on every case."""
+        from django.core.cache import cache
+
+        key = f"readerstudy:study:{self.pk}:phantoms"
+        cached = cache.get(key)
+        if cached is None:
+            cached = self.cases.filter(source=Case.Source.PHANTOM).exists()
+            cache.set(key, cached, 300)
+        return cached
+
     def asks_quality_for(self, case: Case) -> bool:
         """Whether readers score this case's quality. The random share is drawn from the file's hash, never from
         its truth, so which cases are scored reveals nothing about their class."""

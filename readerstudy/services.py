@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from imaging.errors import ImageImportError
@@ -533,7 +534,8 @@ def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: A
     if existing is not None and not study.allow_revisit:
         return SubmitResult(existing, "locked")
 
-    answered = Reading.objects.filter(item__session=session).count()
+    counts = session.items.aggregate(total=Count("id"), answered=Count("reading"))
+    answered, total = counts["answered"], counts["total"]
     if existing is None and item.position != answered:
         raise ReadingRejected("Please answer the cases in order.")
     _validate_answer(study=study, case=item.case, answer=answer)
@@ -565,7 +567,7 @@ def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: A
     if session.started_at is None:
         session.started_at = now
         session.save(update_fields=["started_at"])
-    if existing is None and session.completed_at is None and answered + 1 == session.items.count():
+    if existing is None and session.completed_at is None and answered + 1 == total:
         session.completed_at = now
         session.save(update_fields=["completed_at"])
     return SubmitResult(reading, outcome)

@@ -185,7 +185,7 @@ def _case_context(
         "score_range": range(1, 6),
         "quality_anchors": QUALITY_ANCHORS,
         "quality_flags": QualityFlag.choices,
-        "is_phantom_study": study.cases.filter(source="phantom").exists(),
+        "is_phantom_study": study.uses_phantoms(),
     }
     if item is None:
         context["item"] = None
