@@ -45,6 +45,14 @@ def shown_item(page) -> int:
     return int(page.locator("[data-review]").get_attribute("data-item"))
 
 
+def wait_for_item(page, item_pk: int) -> None:
+    """Until the review shows this item and compare.js has set it up (after htmx settles the swap)."""
+    page.wait_for_function(
+        "n => { const r = document.querySelector('[data-review]'); return r.dataset.item === n && r.dataset.ready; }",
+        arg=str(item_pk),
+    )
+
+
 def compare(page, attribute: str) -> str:
     return page.locator(".compare").get_attribute(f"data-{attribute}")
 
@@ -67,6 +75,7 @@ def test_review_with_slider_mask_and_keyboard(live_server, new_page, cleaned_job
     page.screenshot(path=f"{shots}/cleanup-job.png", full_page=True)
     page.click("text=Review 4 images")
     page.wait_for_function("document.querySelector('.compare img.after')?.complete")
+    page.wait_for_function("document.querySelector('[data-review]').dataset.ready")
 
     queue = list(cleaned_job.items.filter(changed=True).order_by("position")) + list(
         cleaned_job.items.filter(changed=False)
@@ -111,10 +120,11 @@ def test_review_with_slider_mask_and_keyboard(live_server, new_page, cleaned_job
 
     # A accepts and brings the next image to review; the view settings carry over.
     page.keyboard.press("a")
-    page.wait_for_function("n => document.querySelector('[data-review]').dataset.item === n", arg=str(queue[1].pk))
+    wait_for_item(page, queue[1].pk)
     first = CleanupItem.objects.get(pk=queue[0].pk)
     assert first.review == CleanupItem.Review.ACCEPTED and first.case.provenance["cleanup"]["item"] == first.pk
-    assert compare(page, "mask") == "on" and page.url.endswith(f"?item={queue[1].pk}")
+    assert compare(page, "mask") == "on"
+    page.wait_for_url(f"**?item={queue[1].pk}")
     page.wait_for_function("document.querySelector('.compare img.after')?.complete")
     page.keyboard.press("m")
     page.screenshot(path=f"{shots}/cleanup-review.png")
@@ -122,19 +132,19 @@ def test_review_with_slider_mask_and_keyboard(live_server, new_page, cleaned_job
     # X rejects it: the case keeps its served image.
     served = queue[1].case.image_sha256
     page.keyboard.press("x")
-    page.wait_for_function("n => document.querySelector('[data-review]').dataset.item === n", arg=str(queue[2].pk))
+    wait_for_item(page, queue[2].pk)
     second = CleanupItem.objects.get(pk=queue[1].pk)
     assert second.review == CleanupItem.Review.REJECTED and second.case.image_sha256 == served
     assert "cleanup" not in second.case.provenance
 
     # Arrows move between images without deciding anything.
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function("n => document.querySelector('[data-review]').dataset.item === n", arg=str(queue[1].pk))
+    wait_for_item(page, queue[1].pk)
     assert page.locator(".review-state .badge.review-rejected").inner_text() == "Rejected"
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("n => document.querySelector('[data-review]').dataset.item === n", arg=str(queue[2].pk))
+    wait_for_item(page, queue[2].pk)
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("n => document.querySelector('[data-review]').dataset.item === n", arg=str(queue[3].pk))
+    wait_for_item(page, queue[3].pk)
     assert "unchanged" in page.locator(".compare-tools").inner_text()
     page.screenshot(path=f"{shots}/cleanup-review-unchanged.png")
     assert CleanupItem.objects.filter(job=cleaned_job, review="pending").count() == 2
