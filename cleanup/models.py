@@ -89,6 +89,9 @@ class CleanupJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="When the worker last finished an image.")
+    requeued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the job was last sent to a worker again because its worker went quiet."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 
@@ -248,6 +250,30 @@ def cleanup_job_resume(*, job: CleanupJob) -> CleanupJob:
         raise CleanupRefused(f"The job is already {job.get_status_display().lower()}.")
     transaction.on_commit(lambda: run_cleanup_job.delay(job_pk=job.pk))
     return job
+
+
+def cleanup_jobs_requeue_stale(*, stale_after: timedelta | None = None) -> list[int]:
+    """Send running jobs whose worker went quiet (no image finished for `stale_after`, by default the selectors'
+    STALLED_AFTER) to a worker again; returns their ids. Called when a worker starts and periodically (celery
+    beat): with Redis, the message of a killed worker would otherwise come back only after the broker's visibility
+    timeout. Safe even if the quiet worker is alive: workers share a job's images without overlap."""
+    from cleanup.selectors import STALLED_AFTER
+    from cleanup.tasks import run_cleanup_job
+
+    cutoff = timezone.now() - (STALLED_AFTER if stale_after is None else stale_after)
+    quiet = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    not_just_requeued = Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff)
+    requeued = []
+    with transaction.atomic():
+        for job in CleanupJob.objects.select_for_update(skip_locked=True).filter(
+            quiet & not_just_requeued, status=CleanupJob.Status.RUNNING
+        ):
+            job.requeued_at = timezone.now()
+            job.save(update_fields=["requeued_at"])
+            transaction.on_commit(lambda pk=job.pk: run_cleanup_job.delay(job_pk=pk))
+            requeued.append(job.pk)
+            logger.warning("Cleanup job %s: its worker went quiet; sent to a worker again.", job.pk)
+    return requeued
 
 
 # --- running a job (in a worker) ----------------------------------------------------------------------------------

@@ -222,6 +222,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.tasks.requeue_stale_batches",
         "schedule": GENERATION_STALE_AFTER_SECONDS / 2,
     },
+    "cleanup-requeue-stale-jobs": {"task": "cleanup.tasks.requeue_stale_jobs", "schedule": 300},
 }
 
 LOGGING = {

@@ -339,11 +339,20 @@ def case_text_regions_record(*, case: Case, text_regions: int, image_sha256: str
 
 
 def _refuse_if_read(case: Case) -> None:
+    """An image may not change once any reader has answered it, is looking at it, or has it prefetched (it is
+    the case after their current one): they would have seen a different image than the one analysed."""
     readings = Reading.objects.filter(item__case=case).count()
     if readings:
         raise ValidationError(
             f"Case {case.pk} already has {readings} reading{'s' if readings != 1 else ''}: its image cannot change "
             "under readers. Clean images before readers start."
+        )
+    items = SessionItem.objects.filter(case=case).annotate(answered=Count("session__items__reading"))
+    seen = [item for item in items if item.position <= item.answered + 1]
+    if seen and case.study.status != Study.Status.DRAFT:
+        raise ValidationError(
+            f"Case {case.pk} is on screen or already loaded for {len(seen)} reader{'s' if len(seen) != 1 else ''}: "
+            "its image cannot change under readers. Clean images while the study is a draft."
         )
 
 

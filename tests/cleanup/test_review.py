@@ -199,3 +199,17 @@ def test_only_processed_images_of_a_cleaning_job_can_be_reviewed(coordinator):
     CleanupItem.objects.filter(pk=clean.pk).update(status="pending")
     with pytest.raises(CleanupRefused, match="not been processed yet"):
         cleanup_item_reject(item=clean, reviewer=coordinator)
+
+
+def test_an_image_a_reader_has_on_screen_cannot_change_either(coordinator, reader):
+    """The first two cases of an open study are on screen or prefetched as soon as a reader opens it."""
+    study = make_phantom_study(coordinator, [("real", "PORTABLE")], status="open")
+    reader_assign(study=study, reader=reader)
+    job = run_job(study, coordinator)
+    item = job.items.get()
+    with pytest.raises(CleanupRefused) as refused:
+        cleanup_item_accept(item=item, reviewer=coordinator)
+    assert "is on screen or already loaded for 1 reader" in refused.value.message
+    study.status = "draft"
+    study.save()
+    cleanup_item_accept(item=item, reviewer=coordinator)  # nobody can be reading a draft

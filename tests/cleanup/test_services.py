@@ -334,3 +334,30 @@ def test_the_sam_and_stable_diffusion_path_runs_with_tiny_offline_models(
     original = services.read_image(stored_bytes(case.original)).pixels
     mask = np.asarray(Image.open(io.BytesIO(stored_bytes(item.mask)))) > 0
     assert np.array_equal(services.item_cleaned_pixels(item)[~mask], original[~mask])
+
+
+def test_jobs_whose_worker_went_quiet_are_sent_to_a_worker_again_once(coordinator, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from cleanup.services import cleanup_jobs_requeue_stale
+
+    study = make_phantom_study(coordinator, [("real", None)])
+    with django_capture_on_commit_callbacks(execute=False):
+        quiet = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()), config=FAST)
+        busy = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()), config=FAST)
+    long_ago = timezone.now() - timedelta(hours=1)
+    CleanupJob.objects.filter(pk=quiet.pk).update(
+        status=CleanupJob.Status.RUNNING, started_at=long_ago, heartbeat_at=long_ago
+    )
+    CleanupJob.objects.filter(pk=busy.pk).update(
+        status=CleanupJob.Status.RUNNING, started_at=long_ago, heartbeat_at=timezone.now()
+    )
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert cleanup_jobs_requeue_stale() == [quiet.pk]
+    assert len(sent) == 1
+    # Sent once: a second check right after does not send it again while the new worker picks it up.
+    with django_capture_on_commit_callbacks(execute=False) as sent_again:
+        assert cleanup_jobs_requeue_stale() == []
+    assert not sent_again
