@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from imaging.errors import ImageImportError
@@ -35,6 +35,7 @@ from readerstudy.models import (
     Study,
 )
 from readerstudy.ordering import balanced_order
+from readerstudy.selectors import Progress
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -507,6 +508,7 @@ class Answer:
 class SubmitResult:
     reading: Reading
     outcome: str  # "created" | "changed" | "unchanged" | "duplicate" | "locked"
+    progress: Progress | None = None  # the session's progress after this submission, when it was counted
 
 
 def reading_submit(*, session: ReaderSession, item_token: str, answer: Answer) -> SubmitResult:
@@ -528,11 +530,11 @@ def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: A
     # Serialise one reader's submissions; different readers never wait for each other.
     session = ReaderSession.objects.select_for_update().select_related("study").get(pk=session.pk)
     study = session.study
-    item = SessionItem.objects.filter(session=session, token=item_token).select_related("case").first()
+    item = SessionItem.objects.filter(session=session, token=item_token).select_related("case", "reading").first()
     if item is None:
         raise ReadingRejected("This case is not part of your reading list.")
 
-    existing = Reading.objects.filter(item=item).first()
+    existing = getattr(item, "reading", None) if hasattr(item, "reading") else None
     if existing is not None and (
         existing.submission_id == answer.submission_id
         or ReadingEvent.objects.filter(reading=existing, submission_id=answer.submission_id).exists()
@@ -543,7 +545,9 @@ def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: A
     if existing is not None and not study.allow_revisit:
         return SubmitResult(existing, "locked")
 
-    counts = session.items.aggregate(total=Count("id"), answered=Count("reading"))
+    counts = session.items.aggregate(
+        total=Count("id"), answered=Count("reading"), practice=Count("id", filter=Q(is_practice=True))
+    )
     answered, total = counts["answered"], counts["total"]
     if existing is None and item.position != answered:
         raise ReadingRejected("Please answer the cases in order.")
@@ -579,7 +583,8 @@ def _reading_submit_locked(*, session: ReaderSession, item_token: str, answer: A
     if existing is None and session.completed_at is None and answered + 1 == total:
         session.completed_at = now
         session.save(update_fields=["completed_at"])
-    return SubmitResult(reading, outcome)
+    progress = Progress(answered=answered + (existing is None), total=total, practice_total=counts["practice"])
+    return SubmitResult(reading, outcome, progress)
 
 
 def _append_event(*, reading: Reading, answer: Answer, at, first: bool) -> ReadingEvent:

@@ -17,6 +17,7 @@ from readerstudy.forms import ReadingForm
 from readerstudy.models import QUALITY_ANCHORS, QualityFlag, ReaderSession, SessionItem, Study
 from readerstudy.roles import is_coordinator
 from readerstudy.selectors import (
+    Progress,
     session_current_item,
     session_item_at,
     session_list_for_reader,
@@ -26,11 +27,14 @@ from readerstudy.services import ReadingRejected, reading_submit
 
 WINDOW_PRESETS = [
     # (key, label, window width, window level) on the served 0-1 display scale; "default" shows it as encoded.
-    ("d", "Default", 1.0, 0.5),
-    ("l", "Lung", 0.7, 0.35),
-    ("t", "Soft tissue", 0.5, 0.55),
-    ("b", "Bone", 0.45, 0.75),
+    # Strings, like every number this page renders: Django's localised number formatting is the slowest part of
+    # rendering a case, and these are attribute values, not quantities for people.
+    ("d", "Default", "1.0", "0.5"),
+    ("l", "Lung", "0.7", "0.35"),
+    ("t", "Soft tissue", "0.5", "0.55"),
+    ("b", "Bone", "0.45", "0.75"),
 ]
+SCORES = tuple(str(n) for n in range(1, 6))
 
 
 @login_required
@@ -85,7 +89,9 @@ def reading_submit_view(request: HttpRequest, session_pk: int) -> HttpResponse:
             if not is_htmx:
                 position = "" if next_item is None else f"?position={next_item.position}"
                 return redirect(f"{request.path.rsplit('submit/', 1)[0]}{position}")
-            context = _case_context(session, next_item, following=following, feedback=feedback, notice=notice)
+            context = _case_context(
+                session, next_item, following=following, progress=result.progress, feedback=feedback, notice=notice
+            )
             return render(request, "readerstudy/reading.html#case", context)
     item = _with_case(session.items.filter(token=request.POST.get("item", ""))).first()
     item = item or session_current_item(session=session)
@@ -168,12 +174,13 @@ def _case_context(
     item: SessionItem | None,
     *,
     following: SessionItem | bool | None = False,
+    progress: Progress | None = None,
     form: ReadingForm | None = None,
     feedback: dict | None = None,
     notice: str = "",
 ) -> dict:
     study = session.study
-    progress = session_progress(session=session)
+    progress = progress or session_progress(session=session)
     context = {
         "session": session,
         "study": study,
@@ -181,8 +188,8 @@ def _case_context(
         "feedback": feedback,
         "notice": notice,
         "presets": WINDOW_PRESETS,
-        "confidence_range": range(1, study.confidence_levels + 1),
-        "score_range": range(1, 6),
+        "confidence_range": SCORES[: study.confidence_levels],
+        "score_range": SCORES,
         "quality_anchors": QUALITY_ANCHORS,
         "quality_flags": QualityFlag.choices,
         "is_phantom_study": study.uses_phantoms(),
@@ -196,6 +203,9 @@ def _case_context(
         values = {key: form.data.get(key) for key in ("call", "confidence", "anatomy", "style", "artifacts")}
         values["flags"] = form.data.getlist("flags") if hasattr(form.data, "getlist") else []
         values["comment"] = form.data.get("comment", "")
+    for score in ("confidence", "anatomy", "style", "artifacts"):  # compared with the string choices
+        if values.get(score) is not None:
+            values[score] = str(values[score])
     if following is False:  # not looked up by the caller
         following = session_item_at(session=session, position=item.position + 1)
     practice_total = progress.practice_total
@@ -210,8 +220,8 @@ def _case_context(
             "submission_id": form.data.get("submission_id") if form is not None and form.is_bound else uuid.uuid4(),
             "next_image_token": following.token if following is not None else "",
             "can_go_back": study.allow_revisit and item.position > 0,
-            "display_number": item.position + 1 - (0 if item.is_practice else practice_total),
-            "display_total": practice_total if item.is_practice else progress.main_total,
+            "display_number": str(item.position + 1 - (0 if item.is_practice else practice_total)),
+            "display_total": str(practice_total if item.is_practice else progress.main_total),
         }
     )
     return context
