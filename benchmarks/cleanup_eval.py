@@ -286,76 +286,13 @@ def throughput(images: list[np.ndarray], config: CleanupConfig, repeats: int, wo
 # ---------------------------------------------------------------------------------------------- models
 
 
-def build_random_sd2_inpainting(path: Path, *, seed: int = 0) -> Path:
-    """Write the stable-diffusion-2-inpainting architecture (UNet with 9 input channels, VAE, OpenCLIP-H text
-    tower) with random float16 weights and the offline test tokenizer: the compute of the real model, offline."""
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from generation.tiny_models import SD21_BASE_SCHEDULER_CONFIG, write_tiny_clip_tokenizer
-
-    write_tiny_clip_tokenizer(path / "tokenizer")
-    tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):
-        torch.manual_seed(seed)
-        # stabilityai/stable-diffusion-2-inpainting unet/config.json
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            in_channels=9,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            attention_head_dim=(5, 10, 20, 20),
-            cross_attention_dim=1024,
-            use_linear_projection=True,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            layers_per_block=2,
-            sample_size=512,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=49408,
-                hidden_size=1024,
-                intermediate_size=4096,
-                num_hidden_layers=23,
-                num_attention_heads=16,
-                max_position_embeddings=77,
-                projection_dim=512,
-                hidden_act="gelu",
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-    pipeline = StableDiffusionInpaintPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=PNDMScheduler(**SD21_BASE_SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.to(torch.float16).save_pretrained(path, safe_serialization=True)
-    return path
-
-
 def model_path_report(images: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
     """Clean ``--model-images`` images with SAM + SD inpainting and time each stage."""
     from cleanup.detect import make_detector
     from cleanup.inpaint import StableDiffusionInpainter
     from cleanup.segment import SamSegmenter, write_tiny_sam_checkpoint
     from generation.devices import select_device
+    from generation.tiny_models import build_random_stable_diffusion, build_tiny_stable_diffusion
 
     choice = select_device(args.device)
     temporary = Path(tempfile.mkdtemp(prefix="cleanup-eval-"))
@@ -364,7 +301,7 @@ def model_path_report(images: dict[str, np.ndarray], args: argparse.Namespace) -
         segmenter = SamSegmenter(model_type="vit_h", random_weights=True, device=args.device)
         sd_dir = CACHE_DIR / "sd2-inpainting-random"
         if not (sd_dir / "model_index.json").is_file():
-            build_random_sd2_inpainting(sd_dir)
+            build_random_stable_diffusion(sd_dir, inpainting=True)
         size = 512
     elif args.sam_checkpoint or args.sd_model:
         if not (args.sam_checkpoint and args.sd_model):
@@ -373,8 +310,6 @@ def model_path_report(images: dict[str, np.ndarray], args: argparse.Namespace) -
         segmenter = SamSegmenter(checkpoint=str(args.sam_checkpoint), device=args.device)
         sd_dir, size = args.sd_model, 512
     else:
-        from generation.tiny_models import build_tiny_stable_diffusion
-
         variant = "tiny offline test models (SAM 'tiny', SD with 64 px images)"
         segmenter = SamSegmenter(checkpoint=str(write_tiny_sam_checkpoint(temporary / "sam.pth")), device=args.device)
         sd_dir = build_tiny_stable_diffusion(temporary / "sd", seed=0, inpainting=True, sample_size=8)

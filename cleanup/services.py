@@ -37,6 +37,7 @@ from generation.models import BatchImage, GenerationBatch
 from imaging.normalise import RESAMPLING_FILTER, fitted_size, normalise_for_serving
 from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import read_image, sha256_hex
+from readerstudy.jobs import finished_outcome
 from readerstudy.models import Case, Study
 from readerstudy.services import case_apply_cleanup, case_remove_cleanup, case_text_regions_record
 
@@ -479,16 +480,12 @@ def _run_end(job_pk: int) -> CleanupJob:
         job = CleanupJob.objects.select_for_update().get(pk=job_pk)
         if job.status != CleanupJob.Status.RUNNING:
             return job
-        items = job.items.all()
-        if items.filter(status=CleanupItem.Status.PENDING).exists():
+        outcome = finished_outcome(job.items.all(), order_by="position", total=job.total)
+        if outcome is None:
             return job
         job.finished_at = timezone.now()
-        if items.filter(status=CleanupItem.Status.DONE).exists() or not job.total:
-            job.status = CleanupJob.Status.DONE
-        else:
-            first = items.filter(status=CleanupItem.Status.FAILED).order_by("position").first()
-            job.status = CleanupJob.Status.FAILED
-            job.error = f"Every image failed; the first with: {first.error}" if first else "Every image failed."
+        job.status, error = outcome
+        job.error = error or job.error
         job.save(update_fields=["status", "error", "finished_at"])
         return job
 

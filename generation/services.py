@@ -44,6 +44,7 @@ from generation.prompts import MAX_PROMPTS, FieldValues, PromptError, expand_tem
 from imaging.dicom_write import write_secondary_capture
 from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import sha256_hex
+from readerstudy.jobs import finished_outcome
 from readerstudy.models import Case, Study
 from readerstudy.services import IncomingFile, cases_import, sessions_extend
 
@@ -712,16 +713,12 @@ def _run_end(batch_pk: int) -> GenerationBatch:
         batch = GenerationBatch.objects.select_for_update().get(pk=batch_pk)
         if batch.status != GenerationBatch.Status.RUNNING:
             return batch
-        images = batch.images.all()
-        if images.filter(status=BatchImage.Status.PENDING).exists():
+        outcome = finished_outcome(batch.images.all(), order_by="index", total=batch.total)
+        if outcome is None:
             return batch
         batch.finished_at = timezone.now()
-        if images.filter(status=BatchImage.Status.DONE).exists() or not batch.total:
-            batch.status = GenerationBatch.Status.DONE
-        else:
-            first = images.filter(status=BatchImage.Status.FAILED).order_by("index").first()
-            batch.status = GenerationBatch.Status.FAILED
-            batch.error = f"Every image failed; the first with: {first.error}" if first else "Every image failed."
+        batch.status, error = outcome
+        batch.error = error or batch.error
         batch.save(update_fields=["status", "error", "finished_at"])
         return batch
 

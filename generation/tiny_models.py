@@ -220,3 +220,94 @@ def build_tiny_lora(
         target = out_dir / "pytorch_lora_weights.bin"
         torch.save(peft_to_legacy_keys(state_dict), target)
     return out_dir
+
+
+# stabilityai/stable-diffusion-2-1-base, unet/config.json
+SD21_BASE_UNET = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "attention_head_dim": (5, 10, 20, 20),
+    "cross_attention_dim": 1024,
+    "use_linear_projection": True,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "downsample_padding": 1,
+    "act_fn": "silu",
+}
+# stabilityai/stable-diffusion-2-1-base, vae/config.json
+SD21_BASE_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "act_fn": "silu",
+    "sample_size": 512,
+}
+# stabilityai/stable-diffusion-2-1-base, text_encoder/config.json (OpenCLIP ViT-H/14 text tower, last layer dropped)
+SD21_BASE_TEXT_ENCODER = {
+    "vocab_size": 49408,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "max_position_embeddings": 77,
+    "projection_dim": 512,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+}
+
+
+def build_random_stable_diffusion(path: Path, *, seed: int = 0, inpainting: bool = False) -> Path:
+    """Write the full-size SD 2.1-base architecture (or, with `inpainting`, stable-diffusion-2-inpainting: the same
+    with a 9-channel UNet input) with random weights stored as float16, and the tiny offline tokenizer (the real
+    CLIP vocabulary cannot be downloaded here; token ids stay within the 49408-row embedding). For benchmarks:
+    the compute and memory of the real models, offline."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    write_tiny_clip_tokenizer(path / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
+    init_device = "cuda" if torch.cuda.is_available() else "cpu"  # initialising 1.3 G parameters is faster there
+    with torch.device(init_device):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**{**SD21_BASE_UNET, "in_channels": 9 if inpainting else 4})
+        vae = AutoencoderKL(**SD21_BASE_VAE)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                **SD21_BASE_TEXT_ENCODER,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    pipeline_class = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    pipeline = pipeline_class(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler(**SD21_BASE_SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.to(torch.float16).save_pretrained(path, safe_serialization=True)
+    return path
