@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -237,6 +239,9 @@ def main() -> None:
     ensure_database(args.database_url)
     print(f"Preparing {args.readers} readers x {args.cases} cases on {args.database_url} ...", flush=True)
     sessions = prepare(args.database_url, args.readers, args.cases, media_root)
+    # Django's settings log INFO to the console and httpx logs every request at INFO: the load generator (forked
+    # from here) would spend its CPU writing thousands of lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from django.db import connection
 
     connection.close()
@@ -270,17 +275,26 @@ def main() -> None:
         env=env,
     )
     base = f"http://127.0.0.1:{args.port}"
+    before = _children_cpu()
     try:
         _wait_for(base)
         result = load_in_processes(base, sessions, args)
+        result["generator_cpu"] = _children_cpu() - before  # the pool's processes have exited and been waited for
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+    result["server_cpu"] = _children_cpu() - before - result["generator_cpu"]  # gunicorn, its start-up included
 
     from readerstudy.models import Reading
 
     stored = Reading.objects.filter(item__session__study__name="Load test").count()
     report(args, result, stored, server_timings(access_log))
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished and waited-for children, and their children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _wait_for(base: str) -> None:
@@ -315,6 +329,12 @@ def report(args, result: dict, stored: int, server: dict[str, list[float]]) -> N
     print(
         f"requests/s {total_requests / result['seconds']:.1f} over {result['seconds']:.1f} s; readings/s "
         f"{result['accepted'] / result['seconds']:.1f}"
+    )
+    seconds = result["seconds"]
+    print(
+        f"CPU: gunicorn {result['server_cpu']:.1f} s ({100 * result['server_cpu'] / seconds:.0f}% of one core), "
+        f"load generator {result['generator_cpu']:.1f} s ({100 * result['generator_cpu'] / seconds:.0f}%), "
+        f"on {os.cpu_count()} cores"
     )
     print(
         f"errors {len(result['errors'])}; accepted readings {result['accepted']}; in the database {stored}; "
