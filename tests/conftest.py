@@ -24,6 +24,10 @@ CXR_DIR = SHARED_DATA / "cxr"
 def _fast_and_isolated(settings, tmp_path_factory):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
+    # WhiteNoise indexes STATIC_ROOT when the middleware starts and warns when collectstatic has not filled it;
+    # tests serve static files through the finders instead (Django's test server, pytest-django's live_server).
+    settings.STATIC_ROOT = tmp_path_factory.getbasetemp() / "static-root"
+    settings.STATIC_ROOT.mkdir(exist_ok=True)
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
