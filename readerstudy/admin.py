@@ -46,7 +46,7 @@ class CaseAdmin(admin.ModelAdmin):
 
 class SessionItemInline(admin.TabularInline):
     model = SessionItem
-    fields = ["position", "case", "is_practice"]
+    fields = ["position", "case", "is_practice", "replicate"]
     readonly_fields = fields
     extra = 0
     can_delete = False

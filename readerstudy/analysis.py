@@ -41,6 +41,7 @@ READING_FIELDS = (
     "style",
     "artifacts",
     "active_ms",
+    "item__replicate",
 )
 
 
@@ -89,7 +90,9 @@ def study_table(*, study: Study) -> ReadingTable | None:
     rows = list(analysed_readings(study=study).values_list(*READING_FIELDS))
     if not rows:
         return None
-    reader, case, truth, generator, call, confidence, anatomy, style, artifacts, active_ms = zip(*rows, strict=True)
+    reader, case, truth, generator, call, confidence, anatomy, style, artifacts, active_ms, replicate = zip(
+        *rows, strict=True
+    )
     is_synthetic = np.asarray(truth) == "synthetic"
     return ReadingTable.from_columns(
         reader=reader,
@@ -104,6 +107,7 @@ def study_table(*, study: Study) -> ReadingTable | None:
         artifacts=artifacts,
         active_seconds=np.asarray(active_ms, dtype=float) / 1000,
         generator=np.where(is_synthetic, np.asarray(generator, dtype=str), ""),
+        replicate=replicate,
     )
 
 

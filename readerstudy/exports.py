@@ -52,6 +52,7 @@ READINGS_CSV_COLUMNS = (
     "artifacts",
     "active_seconds",
     "generator",
+    "replicate",
     "call",
     "truth_class",
     "flags",
@@ -73,6 +74,7 @@ _CSV_FIELDS = (
     "artifacts",
     "active_ms",
     "item__case__generator",
+    "item__replicate",
     "flags",
     "comment",
     "item__position",
@@ -127,6 +129,7 @@ def reading_rows(study: Study) -> Iterator[list]:
         artifacts,
         active_ms,
         generator,
+        replicate,
         flags,
         comment,
         position,
@@ -149,6 +152,7 @@ def reading_rows(study: Study) -> Iterator[list]:
             artifacts,
             active_ms / 1000,  # the float the dashboard divides to; csv_cell writes it to round-trip exactly
             generator if synthetic else "",
+            replicate,
             call,
             truth,
             ";".join(flags or ()),
@@ -417,6 +421,36 @@ def _report_sheets(
         for form in i.forms
     ]
     yield "Agreement", agreement_rows
+    if agreement.within_reader:
+        repeat_rows = [
+            [
+                "reader",
+                "pairs",
+                "same call",
+                "same call Wilson lower",
+                "same call Wilson upper",
+                "same call count",
+                "Cohen's kappa",
+                "kappa CI lower",
+                "kappa CI upper",
+                "Krippendorff's alpha (combined score, ordinal)",
+            ]
+        ]
+        repeat_rows += [
+            [
+                entry.reader or "all readers",
+                entry.pairs,
+                *_proportion_cells(entry.call_agreement),
+                *(
+                    [entry.call_kappa.kappa, entry.call_kappa.ci.lower, entry.call_kappa.ci.upper]
+                    if entry.call_kappa
+                    else [None, None, None]
+                ),
+                entry.rating_alpha.alpha if entry.rating_alpha else None,
+            ]
+            for entry in agreement.within_reader
+        ]
+        yield "Within reader", repeat_rows
     if report.quality:
         quality_rows = [
             [

@@ -90,6 +90,14 @@ class Study(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text="Longest run of cases of one class in a reader's shuffled order.",
     )
+    repeat_cases = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(500)],
+        help_text="Cases each reader is shown a second time, hidden among the rest, to measure how consistent each "
+        "reader is (within-reader agreement). A repeat comes at least half the reader's cases after the first "
+        "showing; at most half the main cases are repeated. Repeats never enter the other statistics. "
+        "Applies to readers assigned from now on.",
+    )
     display_size = models.PositiveIntegerField(
         default=1024,
         choices=[(512, "512 px"), (768, "768 px"), (1024, "1024 px"), (1536, "1536 px"), (2048, "2048 px")],
@@ -126,6 +134,7 @@ class Study(models.Model):
         "quality_sample_fraction",
         "blank_screen_ms",
         "max_run_length",
+        "repeat_cases",
         "display_size",
         "crop_to_square",
         "working_resolution",
@@ -239,13 +248,15 @@ class SessionItem(models.Model):
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="items")
     position = models.PositiveIntegerField()
     is_practice = models.BooleanField(default=False)
+    # 0 for a case's first showing, 1 for its hidden repeat (see Study.repeat_cases); never shown to the reader.
+    replicate = models.PositiveSmallIntegerField(default=0)
     token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
 
     class Meta:
         ordering = ["session", "position"]
         constraints = [
             models.UniqueConstraint(fields=["session", "position"], name="item_unique_position"),
-            models.UniqueConstraint(fields=["session", "case"], name="item_unique_case"),
+            models.UniqueConstraint(fields=["session", "case", "replicate"], name="item_unique_case_replicate"),
         ]
 
     def __str__(self) -> str:

@@ -5,10 +5,14 @@ added later are appended without reordering what the reader already has. "Balanc
 `max_run` cases of one class, whenever the class counts make that possible at all. Each next case is drawn with
 probability proportional to how many cases of each class remain, among the classes whose choice keeps the rest of
 the order feasible, so the order stays as random as the rule allows.
+
+Hidden repeats (`with_hidden_repeats`) show some cases a second time, late enough that the reader has seen half
+the study in between, to measure how consistent each reader is.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Hashable, Sequence
 
@@ -71,6 +75,79 @@ def _feasible(
         if count > capacity:
             return False
     return True
+
+
+def with_hidden_repeats(
+    labels: Sequence[Hashable], *, count: int, seed: int | str, max_run: int
+) -> list[tuple[int, int]]:
+    """Return an ordered block with hidden repeats as (index into `labels`, replicate) pairs.
+
+    `labels` are the classes of an already shuffled block, in order. Every index appears once with replicate 0, in
+    its order; `count` cases of the block's first half (at most that many) appear a second time with replicate 1,
+    each inserted at least ceil(n / 2) positions after its first showing, at a random place that keeps every run of
+    one class within `max_run` whenever some case can still come back that way. Repeated cases are drawn from the
+    classes in turn, so consistency is measured on real and synthetic images alike. The same inputs and seed give
+    the same block.
+    """
+    n = len(labels)
+    rng = random.Random(seed)
+    pools: dict[Hashable, list[int]] = {}
+    for index in range(n // 2):
+        pools.setdefault(labels[index], []).append(index)
+    classes = sorted(pools, key=repr)
+    for label in classes:
+        rng.shuffle(pools[label])
+
+    gap = (n + 1) // 2
+    sequence = [(index, 0) for index in range(n)]
+    sequence_labels = list(labels)
+
+    def fitting_slots(label: Hashable) -> list[int]:
+        # Where `label` could go without a long run. Repeats all land at or after ceil(n / 2), so the first half
+        # (every original) never moves and a case at index i may come back at any slot from i + gap on.
+        return [
+            slot
+            for slot in range(gap, len(sequence) + 1)
+            if _run_through(sequence_labels, slot, label, max_run) <= max_run
+        ]
+
+    turn = 0
+    for _ in range(min(count, n // 2)):
+        rotation = [classes[(turn + k) % len(classes)] for k in range(len(classes))]
+        choice = None
+        for label in rotation:
+            fits = fitting_slots(label)
+            if fits:
+                position = next((p for p, index in enumerate(pools[label]) if index + gap <= fits[-1]), None)
+                if position is not None:
+                    slots = fits[bisect.bisect_left(fits, pools[label][position] + gap) :]
+                    choice = label, position, slots
+                    break
+        if choice is not None:
+            label, position, slots = choice
+        else:  # no case can come back without a long run: place one anyway, as balanced_order does
+            label = next(label for label in rotation if pools[label])
+            position, slots = 0, list(range(pools[label][0] + gap, len(sequence) + 1))
+        index = pools[label].pop(position)
+        slot = rng.choice(slots)
+        sequence.insert(slot, (index, 1))
+        sequence_labels.insert(slot, labels[index])
+        turn = classes.index(label) + 1
+    return sequence
+
+
+def _run_through(labels: Sequence[Hashable], slot: int, label: Hashable, limit: int) -> int:
+    """Length of the run of `label` that inserting it before position `slot` would make (counted to limit + 1)."""
+    length = 1
+    before = slot - 1
+    while before >= 0 and labels[before] == label and length <= limit:
+        length += 1
+        before -= 1
+    after = slot
+    while after < len(labels) and labels[after] == label and length <= limit:
+        length += 1
+        after += 1
+    return length
 
 
 def longest_run(labels: Sequence[Hashable]) -> int:

@@ -34,7 +34,7 @@ from readerstudy.models import (
     SessionItem,
     Study,
 )
-from readerstudy.ordering import balanced_order
+from readerstudy.ordering import balanced_order, with_hidden_repeats
 from readerstudy.selectors import Progress
 
 logger = logging.getLogger(__name__)
@@ -426,18 +426,19 @@ def _append_items(*, session: ReaderSession, cases: Sequence[Case]) -> None:
     """Append `cases` to a session's stored order: practice cases first, then the main block, each balanced.
 
     A session that already has items gets only main cases: practice belongs in front, and putting it there would
-    move cases the reader may already have seen.
+    move cases the reader may already have seen. Hidden repeats (`Study.repeat_cases`) are placed in the first main
+    block only, when the reader is assigned; cases added later are shown once.
     """
     existing = list(session.items.select_related("case").order_by("position"))
     practice = [case for case in cases if case.is_practice and not existing]
     main = [case for case in cases if not case.is_practice]
     max_run = session.study.max_run_length
-    new_items: list[tuple[Case, bool]] = []
+    new_items: list[tuple[Case, bool, int]] = []
     if practice:
         order = balanced_order(
             [case.truth for case in practice], seed=_order_seed(session, "practice", 0), max_run=max_run
         )
-        new_items += [(practice[i], True) for i in order]
+        new_items += [(practice[i], True, 0) for i in order]
     if main:
         preceding = [item.case.truth for item in existing if not item.is_practice]
         order = balanced_order(
@@ -446,12 +447,23 @@ def _append_items(*, session: ReaderSession, cases: Sequence[Case]) -> None:
             max_run=max_run,
             preceding=preceding,
         )
-        new_items += [(main[i], False) for i in order]
+        ordered = [main[i] for i in order]
+        block = [(i, 0) for i in range(len(ordered))]
+        if not existing and session.study.repeat_cases:
+            block = with_hidden_repeats(
+                [case.truth for case in ordered],
+                count=session.study.repeat_cases,
+                seed=_order_seed(session, "repeats", 0),
+                max_run=max_run,
+            )
+        new_items += [(ordered[i], False, replicate) for i, replicate in block]
     start = existing[-1].position + 1 if existing else 0
     SessionItem.objects.bulk_create(
         [
-            SessionItem(session=session, case=case, position=start + index, is_practice=is_practice)
-            for index, (case, is_practice) in enumerate(new_items)
+            SessionItem(
+                session=session, case=case, position=start + index, is_practice=is_practice, replicate=replicate
+            )
+            for index, (case, is_practice, replicate) in enumerate(new_items)
         ]
     )
     if new_items and session.completed_at is not None:

@@ -20,14 +20,20 @@ SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO_ROOT.parent / "shared"
 CXR_DIR = SHARED_DATA / "cxr"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _existing_static_root(tmp_path_factory):
+    """WhiteNoise indexes STATIC_ROOT when its middleware starts and warns when collectstatic has not filled it;
+    tests serve static files through the finders (Django's test server, pytest-django's live_server). Session-wide,
+    because the live server's handler starts before any per-test setting."""
+    from django.conf import settings
+
+    settings.STATIC_ROOT = tmp_path_factory.mktemp("static-root")
+
+
 @pytest.fixture(autouse=True)
 def _fast_and_isolated(settings, tmp_path_factory):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
-    # WhiteNoise indexes STATIC_ROOT when the middleware starts and warns when collectstatic has not filled it;
-    # tests serve static files through the finders instead (Django's test server, pytest-django's live_server).
-    settings.STATIC_ROOT = tmp_path_factory.getbasetemp() / "static-root"
-    settings.STATIC_ROOT.mkdir(exist_ok=True)
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -160,10 +160,21 @@ class StudyReadingSerializer(serializers.ModelSerializer):
     generator = serializers.CharField(source="item.case.generator")
     position = serializers.IntegerField(source="item.position")
     is_practice = serializers.BooleanField(source="item.is_practice")
+    replicate = serializers.IntegerField(source="item.replicate", help_text="0: first reading; 1: hidden repeat.")
 
     class Meta:
         model = Reading
-        fields = ["id", "reader", "case", "truth", "generator", "position", "is_practice", *READING_FIELDS]
+        fields = [
+            "id",
+            "reader",
+            "case",
+            "truth",
+            "generator",
+            "position",
+            "is_practice",
+            "replicate",
+            *READING_FIELDS,
+        ]
         read_only_fields = fields
 
 

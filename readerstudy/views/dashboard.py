@@ -130,6 +130,7 @@ def report_context(study: Study, *, standalone: bool) -> dict:
             "quality_rows": _quality_rows(report),
             "time_rows": _time_rows(report),
             "agreement_rows": _agreement_rows(report),
+            "repeat_rows": _repeat_rows(report),
             "realism": _realism_cards(study, analysis, standalone=standalone),
             "level": f"{100 * (1 - report.alpha):g}%",
         }
@@ -253,6 +254,21 @@ def _agreement_rows(report) -> list[dict]:
         if a.variable in wanted and math.isfinite(a.alpha.alpha)
     ]
     return rows
+
+
+def _repeat_rows(report) -> list[dict]:
+    """Within-reader agreement on hidden repeats: all readers first, then each reader."""
+    return [
+        {
+            "reader": entry.reader or "All readers",
+            "pairs": str(entry.pairs),
+            "agreement": proportion_text(entry.call_agreement),
+            "kappa": number_text(entry.call_kappa.kappa, 3) if entry.call_kappa else "–",
+            "kappa_ci": interval_text(entry.call_kappa.ci, 3) if entry.call_kappa else "–",
+            "alpha": number_text(entry.rating_alpha.alpha, 3) if entry.rating_alpha else "–",
+        }
+        for entry in report.agreement.within_reader
+    ]
 
 
 def _realism_cards(study: Study, analysis: StudyAnalysis, *, standalone: bool) -> dict | None:

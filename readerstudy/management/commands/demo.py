@@ -102,6 +102,8 @@ class Command(BaseCommand):
             # Generated images are square and 512 px: serve every image that way so neither gives the class away.
             crop_to_square=True,
             working_resolution=512,
+            # Four cases come back, unannounced, late in each reader's order: the dashboard's consistency table.
+            repeat_cases=4,
         )
         if real_dirs:
             real = [f for folder in real_dirs for f in folder_files(folder)]
