@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class CleanupConfig(AppConfig):
     name = "cleanup"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from cleanup.models import CleanupItem
+        from readerstudy.files import delete_files_with_rows
+
+        delete_files_with_rows(CleanupItem)
