@@ -37,7 +37,7 @@ from generation.models import BatchImage, GenerationBatch
 from imaging.normalise import RESAMPLING_FILTER, fitted_size, normalise_for_serving
 from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import read_image, sha256_hex
-from readerstudy.jobs import finished_outcome
+from readerstudy.jobs import job_finish_if_done
 from readerstudy.models import Case, Study
 from readerstudy.services import case_apply_cleanup, case_remove_cleanup, case_text_regions_record
 
@@ -302,7 +302,7 @@ def cleanup_job_run(*, job_pk: int, worker: str = "") -> CleanupJob:
     stages = build_stages(config)
     while _run_next_item(job, stages, config):
         pass
-    return _run_end(job_pk)
+    return job_finish_if_done(CleanupJob, job_pk, items="items", order_by="position")
 
 
 def _waiting_for_batch(job_pk: int) -> CleanupJob | None:
@@ -471,23 +471,6 @@ def served_content(served_png: bytes, *, case: Case, study: Study) -> np.ndarray
     x, y, width, height = served_content_box(case=case, study=study)
     pixels = read_image(served_png).pixels
     return np.ascontiguousarray(pixels[y : y + height, x : x + width])
-
-
-def _run_end(job_pk: int) -> CleanupJob:
-    """Mark the job done once no image is pending. Images still pending here are locked by another worker, and
-    that worker finishes the job."""
-    with transaction.atomic():
-        job = CleanupJob.objects.select_for_update().get(pk=job_pk)
-        if job.status != CleanupJob.Status.RUNNING:
-            return job
-        outcome = finished_outcome(job.items.all(), order_by="position", total=job.total)
-        if outcome is None:
-            return job
-        job.finished_at = timezone.now()
-        job.status, error = outcome
-        job.error = error or job.error
-        job.save(update_fields=["status", "error", "finished_at"])
-        return job
 
 
 def _job_fail(job_pk: int, message: str) -> CleanupJob:

@@ -44,7 +44,7 @@ from generation.prompts import MAX_PROMPTS, FieldValues, PromptError, expand_tem
 from imaging.dicom_write import write_secondary_capture
 from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import sha256_hex
-from readerstudy.jobs import finished_outcome
+from readerstudy.jobs import job_finish_if_done
 from readerstudy.models import Case, Study
 from readerstudy.services import IncomingFile, cases_import, sessions_extend
 
@@ -475,7 +475,7 @@ def batch_run(*, batch_pk: int, worker: str = "") -> GenerationBatch:
         chunk_size = generator.batch_size_for(settings_)
         while _run_chunk(batch, generator, settings_, chunk_size):
             pass
-    return _run_end(batch_pk)
+    return job_finish_if_done(GenerationBatch, batch_pk, items="images", order_by="index")
 
 
 def batch_settings(batch: GenerationBatch) -> GenerationSettings:
@@ -703,23 +703,6 @@ def _batch_fail(batch_pk: int, message: str) -> GenerationBatch:
         if batch.status == GenerationBatch.Status.RUNNING:
             batch.status, batch.error, batch.finished_at = GenerationBatch.Status.FAILED, message, timezone.now()
             batch.save(update_fields=["status", "error", "finished_at"])
-        return batch
-
-
-def _run_end(batch_pk: int) -> GenerationBatch:
-    """Mark the batch done once no image is pending. Images still pending here are locked by another worker's
-    chunk, and that worker finishes the batch."""
-    with transaction.atomic():
-        batch = GenerationBatch.objects.select_for_update().get(pk=batch_pk)
-        if batch.status != GenerationBatch.Status.RUNNING:
-            return batch
-        outcome = finished_outcome(batch.images.all(), order_by="index", total=batch.total)
-        if outcome is None:
-            return batch
-        batch.finished_at = timezone.now()
-        batch.status, error = outcome
-        batch.error = error or batch.error
-        batch.save(update_fields=["status", "error", "finished_at"])
         return batch
 
 
