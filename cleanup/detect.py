@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from cleanup.component import RecordedSettings
 from cleanup.strokes import (
     CandidateRegion,
     Polarity,
@@ -205,7 +206,7 @@ _WORD_CHARACTERS = re.compile(r"[A-Za-z0-9ÄÖÜäöüß]")
 
 @register_detector("ocr")
 @dataclass
-class OcrDetector:
+class OcrDetector(RecordedSettings):
     """Tesseract on a contact sheet of top-hat-isolated text lines (see the module docstring).
 
     ``min_confidence`` (0-100) is the Tesseract word confidence a word needs (``short_word_confidence`` for
@@ -232,11 +233,6 @@ class OcrDetector:
     # filter; Tesseract itself rejects the noise that gets through.
     strokes: StrokeSettings = field(default_factory=lambda: StrokeSettings(denoise="none"))
     name: str = "ocr"
-
-    def settings(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.pop("name")
-        return values
 
     def detect(self, pixels: np.ndarray) -> tuple[TextBox, ...]:
         image = working_image(pixels, self.max_side)
@@ -376,7 +372,7 @@ def _slot_of(slots: Sequence[_Slot], centre_y: float) -> _Slot | None:
 
 @register_detector("glyphs")
 @dataclass
-class GlyphDetector:
+class GlyphDetector(RecordedSettings):
     """Markers, circled letters, boxed labels and discs, from stroke measurements alone (no OCR).
 
     Marks more elongated than ``max_elongation`` (rods: clips, wires, tube segments, screws) and slivers along
@@ -418,11 +414,6 @@ class GlyphDetector:
     max_elongation: float = 4.0
     strokes: StrokeSettings = field(default_factory=lambda: StrokeSettings(denoise="none"))
     name: str = "glyphs"
-
-    def settings(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.pop("name")
-        return values
 
     def detect(self, pixels: np.ndarray) -> tuple[TextBox, ...]:
         image = working_image(pixels, self.max_side)
@@ -502,7 +493,7 @@ class GlyphDetector:
 
 @register_detector("bars")
 @dataclass
-class BarDetector:
+class BarDetector(RecordedSettings):
     """Rectangles of the image's darkest (or brightest) grey level lying along an image edge.
 
     A bar is a run of pixels within ``tolerance`` grey levels (of 255) of the image's minimum or maximum that
@@ -520,11 +511,6 @@ class BarDetector:
     max_length: float = 0.95
     min_aspect: float = 3.0
     name: str = "bars"
-
-    def settings(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.pop("name")
-        return values
 
     def detect(self, pixels: np.ndarray) -> tuple[TextBox, ...]:
         import cv2

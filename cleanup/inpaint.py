@@ -17,12 +17,13 @@ resized the whole image to 512 x 512 and back (blurring every pixel), nothing ou
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from cleanup.component import RecordedSettings
 from cleanup.strokes import check_pixels
 
 DEFAULT_PROMPT = "No text, clean background"
@@ -148,7 +149,7 @@ def noise_level(pixels: np.ndarray, mask: np.ndarray) -> float:
 
 
 @dataclass
-class ClassicalInpainter:
+class ClassicalInpainter(RecordedSettings):
     """OpenCV Telea / Navier-Stokes or scikit-image biharmonic inpainting, window by window.
 
     ``radius`` is OpenCV's ``inpaintRadius`` (pixels of known neighbourhood each filled pixel draws on);
@@ -168,11 +169,6 @@ class ClassicalInpainter:
     def __post_init__(self) -> None:
         if self.method not in ("telea", "ns", "biharmonic"):
             raise ValueError(f"Unknown classical inpainting method {self.method!r}; use telea, ns or biharmonic.")
-
-    def settings(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.pop("name")
-        return values
 
     def inpaint(self, pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import cv2
@@ -199,7 +195,7 @@ class ClassicalInpainter:
 
 
 @dataclass
-class StableDiffusionInpainter:
+class StableDiffusionInpainter(RecordedSettings):
     """Stable Diffusion 2 inpainting on square crops around the masked regions (see the module docstring).
 
     ``size`` is the model's working resolution (512 for stable-diffusion-2-inpainting); ``context`` the
@@ -219,11 +215,6 @@ class StableDiffusionInpainter:
     device: str = "auto"
     dtype: str = "auto"
     name: str = "stable-diffusion-inpainting"
-
-    def settings(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.pop("name")
-        return values
 
     def pipeline(self) -> Any:
         """The cached diffusers pipeline for this model folder, device and dtype."""

@@ -18,13 +18,14 @@ disc of a circled letter).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
+from cleanup.component import RecordedSettings
 from cleanup.detect import TextBox
 from cleanup.strokes import check_pixels
 
@@ -64,7 +65,7 @@ def _ring(pixels: np.ndarray, box: TextBox, width: int) -> np.ndarray:
 
 
 @dataclass
-class GlyphSegmenter:
+class GlyphSegmenter(RecordedSettings):
     """Glyph pixels by a local threshold against each box's surroundings (see the module docstring).
 
     ``threshold`` is the fraction of the way from the surrounding level to the box's extreme (1st or 99th
@@ -80,11 +81,6 @@ class GlyphSegmenter:
     flat_share: float = 0.6
     second_polarity: float = 0.5
     name: str = "glyph-threshold"
-
-    def settings(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.pop("name")
-        return values
 
     def segment(self, pixels: np.ndarray, boxes: Sequence[TextBox]) -> np.ndarray:
         pixels = check_pixels(pixels)
@@ -275,7 +271,7 @@ def write_tiny_sam_checkpoint(path: str | Path, *, seed: int = 0) -> Path:
 
 
 @dataclass
-class SamSegmenter:
+class SamSegmenter(RecordedSettings):
     """Segment Anything with one box prompt per detected box, as the reference pipeline does.
 
     Each mask is clipped to its box grown by ``box_margin`` (a fraction of the box's size) so that a box never
@@ -295,11 +291,6 @@ class SamSegmenter:
             raise ValueError("SamSegmenter needs a checkpoint path (or random_weights=True for benchmarks).")
         if self.random_weights and self.model_type not in SAM_ARCHITECTURES:
             raise ValueError(f"random_weights needs an explicit model_type: one of {', '.join(SAM_ARCHITECTURES)}.")
-
-    def settings(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.pop("name")
-        return values
 
     def predictor(self) -> Any:
         """The cached ``SamPredictor`` for this checkpoint and device."""
