@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import io
 import struct
+import zlib
 
 import numpy as np
 import pydicom
@@ -13,16 +16,20 @@ from PIL import Image, PngImagePlugin
 from imaging.normalise import (
     DEFAULT_DISPLAY_SIZE,
     FEATURE_NAMES,
+    HARMONISE_PERCENTILES,
     describe_served,
     fitted_size,
+    harmonise_intensities,
     normalise_for_serving,
     render_canvas,
     render_served_image,
     served_image_size,
 )
 from imaging.phantom import chest_phantom
+from imaging.png import encode_png_gray8, served_png_length, to_uint8, up_filtered_scanlines
 from imaging.read import read_image, sha256_hex
 from tests.imaging.builders import (
+    CXR,
     INSTITUTION,
     PATIENT_ID,
     PATIENT_NAME,
@@ -234,7 +241,10 @@ def test_describe_served_measures_a_known_image() -> None:
     assert stats.std == pytest.approx(0.5)
     assert (stats.p1, stats.p99) == (0.0, 1.0)
     assert stats.sharpness == 0.0
+    assert stats.size_bytes == served_png_length(1024, 1024)
     assert stats.bits_per_pixel == pytest.approx(8 * len(png) / 1024**2)
+    # Two flat halves compress to almost nothing, unlike the (uncompressed) file.
+    assert stats.compressed_bits_per_pixel < 0.05 < 8 <= stats.bits_per_pixel
     assert tuple(stats.features()) == FEATURE_NAMES
 
 
@@ -284,3 +294,248 @@ def test_working_resolution_makes_high_resolution_images_as_smooth_as_upscaled_o
     assert abs(matched - upscaled) < 0.5 * abs(sharp - upscaled)
     # Images already at or below the working resolution are unchanged by it.
     assert normalise_for_serving(small, size=1024, working_resolution=512) == normalise_for_serving(small, size=1024)
+
+
+def test_compressed_bits_per_pixel_is_what_the_compressed_served_file_measured() -> None:
+    smooth = render_canvas(chest_phantom(4, size=256), size=512)
+    noisy = render_canvas(np.random.default_rng(2).random((512, 512)).astype(np.float32), size=512)
+    for canvas in (smooth, noisy):
+        stats = describe_served(encode_png_gray8(canvas, fixed_length=True))
+        idat = zlib.compress(up_filtered_scanlines(canvas), 6)
+        assert stats.compressed_bits_per_pixel == 8 * len(idat) / 512**2
+        # The old served file: the same IDAT plus 57 bytes of signature, IHDR, IDAT and IEND framing.
+        assert len(encode_png_gray8(canvas)) == len(idat) + 57
+        assert stats.size_bytes == served_png_length(512, 512)
+    # Texture and noise raise it, as they raised the compressed file's size.
+    flat = describe_served(normalise_for_serving(gradient(512, 512).astype(np.float32) / 255, size=512))
+    phantom = describe_served(encode_png_gray8(smooth, fixed_length=True))
+    noise = describe_served(encode_png_gray8(noisy, fixed_length=True))
+    assert flat.compressed_bits_per_pixel < phantom.compressed_bits_per_pixel < noise.compressed_bits_per_pixel
+    assert flat.size_bytes == phantom.size_bytes == noise.size_bytes
+
+
+# --- Fixed-length served files -----------------------------------------------------------------------------
+
+
+def manifest() -> list[tuple[str, bool]]:
+    """(file, is_synthetic) for every file of the shared CXR set, the class as MANIFEST.csv states it."""
+    path = cxr_file("MANIFEST.csv")
+    with path.open(newline="") as handle:
+        return [(row["file"], row["category"].startswith("synthetic")) for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def varied_pixels() -> dict[str, np.ndarray]:
+    """Contents whose compressed files differ by a factor of hundreds, of several shapes."""
+    rng = np.random.default_rng(8)
+    pixels = {
+        "zeros": np.zeros((600, 500), dtype=np.float32),
+        "noise": rng.random((700, 700)).astype(np.float32),
+        "gradient": gradient(512, 384).astype(np.float32) / 255,
+        "phantom": chest_phantom(6, size=512),
+    }
+    for folder in ("real", "dicom", "synthetic"):
+        paths = sorted(path for path in (CXR / folder).rglob("*") if path.suffix in {".png", ".jpg", ".dcm"})
+        if not paths:
+            pytest.skip(f"shared data not available: {CXR / folder}")
+        pixels[f"{folder}_{paths[0].stem}"] = read_image(paths[0].read_bytes()).pixels
+    return pixels
+
+
+@pytest.mark.parametrize("size", [512, 1024, 601, 1023])
+def test_every_served_file_of_a_display_size_has_the_same_length(
+    varied_pixels: dict[str, np.ndarray], size: int
+) -> None:
+    lengths = {}
+    for name, pixels in varied_pixels.items():
+        for harmonise in (False, True):
+            png = normalise_for_serving(pixels, size=size, harmonise=harmonise)
+            lengths[name, harmonise] = len(png)
+            assert chunk_types(png) == ["IHDR", "IDAT", "IEND"], name
+    assert set(lengths.values()) == {served_png_length(size, size)}, lengths
+
+
+def test_the_fixed_length_file_shows_exactly_the_pixels_of_the_compressed_one(
+    varied_pixels: dict[str, np.ndarray],
+) -> None:
+    for name, pixels in varied_pixels.items():
+        canvas = render_canvas(pixels, size=1024)
+        served = normalise_for_serving(pixels, size=1024)
+        # Pillow is an independent decoder of both encodings.
+        with Image.open(io.BytesIO(served)) as fixed, Image.open(io.BytesIO(encode_png_gray8(canvas))) as compressed:
+            np.testing.assert_array_equal(np.asarray(fixed), np.asarray(compressed), err_msg=name)
+            np.testing.assert_array_equal(np.asarray(fixed), canvas, err_msg=name)
+        assert render_served_image(pixels, size=1024).png == served
+
+
+def size_auc(real: list[int], synthetic: list[int]) -> float:
+    """P(a synthetic file is larger than a real one), ties counting half: the Mann-Whitney AUC."""
+    pairs = [float(s > r) + 0.5 * (s == r) for r in real for s in synthetic]
+    return sum(pairs) / len(pairs)
+
+
+def test_served_file_size_no_longer_separates_real_from_synthetic_images() -> None:
+    served: dict[bool, list[int]] = {False: [], True: []}
+    compressed: dict[bool, list[int]] = {False: [], True: []}
+    for name, synthetic in manifest():
+        canvas = render_canvas(read_image(cxr_file(name).read_bytes()).pixels)
+        served[synthetic].append(len(encode_png_gray8(canvas, fixed_length=True)))
+        compressed[synthetic].append(len(encode_png_gray8(canvas)))
+    assert len(served[False]) >= 30 and len(served[True]) >= 5
+
+    assert size_auc(served[False], served[True]) == 0.5
+    assert set(served[False]) | set(served[True]) == {served_png_length(1024, 1024)}
+    # The compressed files would differ (and did give the class away), so the test can tell.
+    assert size_auc(compressed[False], compressed[True]) != 0.5
+
+
+# --- Intensity harmonisation ---------------------------------------------------------------------------------
+
+# sha256 of render_canvas(...).tobytes() recorded with the code before harmonisation and fixed-length encoding
+# existed (commit 20a91a4; Pillow 13.0.0, numpy 2.4.6). harmonise=False must keep them. If a Pillow upgrade
+# changes its Lanczos resampling, re-record them from that commit.
+CANVAS_DIGESTS_BEFORE_HARMONISATION = {
+    "phantom": "b9aeffc39951520cb253a32f6ba703fec63ec7ef8ebbb3a2bea2bc19b261f37e",
+    "mhh": "288f81d47e17a47b2a7d7ed9dcf3fa8c02ca7c76951ae1d52a9faa25d57e9700",
+    "roentgen": "0d706bcb0bf79f626fb0775dec5f99c554aa2a766fd5d4b8d6643830df0bc263",
+    "wikimedia": "5e50379a7b00eab2863deca2de1ab97dc9a497b3664964e6d01b583711e96bbc",
+}
+
+
+def test_without_harmonise_the_canvas_is_what_it_was_before_harmonisation_existed() -> None:
+    def pixels(*parts: str) -> np.ndarray:
+        return read_image(cxr_file(*parts).read_bytes()).pixels
+
+    canvases = {
+        "phantom": render_canvas(chest_phantom(5, size=256), size=512, harmonise=False),
+        "mhh": render_canvas(pixels("real", "mhh_hannover", "mhh_00870a9c.png"), size=1024),
+        "roentgen": render_canvas(pixels("synthetic", "roentgen_v2", "roentgenv2_demo0002.jpg"), size=1024),
+        "wikimedia": render_canvas(
+            pixels("real", "wikimedia", "wikimedia_Chest_Xray_PA_3-8-2010.png"),
+            size=777,
+            crop_square=True,
+            working_resolution=512,
+            harmonise=False,
+        ),
+    }
+    digests = {name: hashlib.sha256(canvas.tobytes()).hexdigest() for name, canvas in canvases.items()}
+    assert digests == CANVAS_DIGESTS_BEFORE_HARMONISATION
+
+
+def fitted_region(canvas: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The part of a served canvas the fitted image occupies (inside the padding), as 0..1 levels."""
+    size = canvas.shape[0]
+    width, height = fitted_size(shape[1], shape[0], size)
+    top, left = (size - height) // 2, (size - width) // 2
+    return canvas[top : top + height, left : left + width] / 255.0
+
+
+def textured(low: float, high: float, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Values spread over low..high: a gradient with noise on it, like anatomy with quantum noise."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, shape[1])[None, :] * np.linspace(0.5, 1, shape[0])[:, None]
+    values = np.clip(0.7 * ramp + 0.3 * rng.random(shape), 0, 1)
+    return (low + (high - low) * values).astype(np.float32)
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.2, 0.6), (0.0, 0.9)])
+@pytest.mark.parametrize("size", [400, 1024])  # served at its own size (no resampling) and upscaled
+def test_harmonise_maps_the_content_percentiles_to_black_and_white(low: float, high: float, size: int) -> None:
+    pixels = textured(low, high, (400, 320))
+    before = fitted_region(render_canvas(pixels, size=size), pixels.shape)
+    after = fitted_region(render_canvas(pixels, size=size, harmonise=True), pixels.shape)
+
+    assert np.percentile(before, 99) - np.percentile(before, 1) < high - low
+    p1, p99 = np.percentile(after, HARMONISE_PERCENTILES)
+    assert p1 == pytest.approx(0, abs=1 / 255)
+    assert p99 == pytest.approx(1, abs=1 / 255)
+    # Linear: the order of the levels is kept.
+    assert np.corrcoef(before.ravel(), after.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("size", [96, 512])
+def test_harmonise_removes_black_level_and_contrast_differences_of_the_same_texture(size: int) -> None:
+    # Resampling is linear, so a*x + b served with harmonise looks like x: a raised black level (real
+    # detector) and a range down to pure black (generator) give the same image, ringing below 0 included.
+    texture = np.random.default_rng(9).random((96, 96)).astype(np.float32)
+    detector = (0.3 + 0.6 * texture).astype(np.float32)
+    generator = (0.6 * texture).astype(np.float32)
+    first = render_canvas(detector, size=size, harmonise=True).astype(int)
+    second = render_canvas(generator, size=size, harmonise=True).astype(int)
+
+    assert np.abs(first - second).max() <= 1
+    assert abs(first.mean() - second.mean()) < 0.05
+    assert abs(render_canvas(detector, size=size).mean() - render_canvas(generator, size=size).mean()) > 60
+
+
+@pytest.mark.parametrize("border_level", [0.0, 0.05])
+def test_a_black_border_does_not_change_the_stretch_of_the_content(border_level: float) -> None:
+    content = textured(0.2, 0.6, (300, 240), seed=3)
+    framed = np.full((400, 400), border_level, dtype=np.float32)
+    framed[50:350, 80:320] = content
+
+    np.testing.assert_array_equal(harmonise_intensities(framed)[50:350, 80:320], harmonise_intensities(content))
+    # Served at its own size, so no resampling: the content is exactly the stretched content, the border black.
+    canvas = render_canvas(framed, size=400, harmonise=True)
+    np.testing.assert_array_equal(canvas[50:350, 80:320], to_uint8(harmonise_intensities(content)))
+    canvas[50:350, 80:320] = 0
+    assert not canvas.any()
+
+
+@pytest.mark.parametrize("border_level", [0.0, 0.05])
+@pytest.mark.parametrize("working_resolution", [None, 300])
+def test_a_black_border_is_left_out_of_the_stretch_after_resampling_too(
+    border_level: float, working_resolution: int | None
+) -> None:
+    framed = np.full((450, 400), border_level, dtype=np.float32)
+    framed[50:400, 60:340] = textured(0.2, 0.6, (350, 280), seed=4)
+    canvas = render_canvas(framed, size=1024, working_resolution=working_resolution, harmonise=True)
+    # The content's box on the canvas (a few pixels inside, clear of Lanczos ringing at its edges).
+    scale = 1024 / 450
+    top, bottom = round(50 * scale) + 4, round(400 * scale) - 4
+    left = (1024 - round(400 * scale)) // 2 + round(60 * scale) + 4
+    right = (1024 - round(400 * scale)) // 2 + round(340 * scale) - 4
+    p1, p99 = np.percentile(canvas[top:bottom, left:right] / 255, HARMONISE_PERCENTILES)
+
+    # Had the border (40 % of the image) counted, its zeros would be the 1st percentile and 0.2 would stay grey.
+    assert p1 < 2 / 255
+    assert p99 > 253 / 255
+
+
+def test_harmonise_keeps_the_padding_black() -> None:
+    pixels = textured(0.3, 0.5, (100, 200))
+    canvas = render_canvas(pixels, size=256, harmonise=True)
+
+    assert not canvas[:64].any() and not canvas[192:].any()
+    assert canvas[64:192].max() == 255
+    portrait = render_canvas(np.full((200, 100), 0.8, dtype=np.float32), size=256, harmonise=True)
+    assert not portrait[:, :64].any() and not portrait[:, 192:].any()
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.full((64, 48), 0.4, dtype=np.float32),
+        np.zeros((64, 64), dtype=np.float32),
+        np.pad(np.full((60, 60), 0.7, dtype=np.float32), 2),  # a flat image in a black frame
+    ],
+    ids=["flat", "black", "flat-framed"],
+)
+@pytest.mark.parametrize("size", [64, 128, 50])
+def test_harmonise_leaves_images_without_a_percentile_range_unchanged(pixels: np.ndarray, size: int) -> None:
+    # Also when resampled: the ringing at the frame's edge is not taken for a range of the content.
+    np.testing.assert_array_equal(
+        render_canvas(pixels, size=size, harmonise=True), render_canvas(pixels, size=size, harmonise=False)
+    )
+
+
+def test_harmonise_applies_after_crop_and_working_resolution() -> None:
+    wide = textured(0.25, 0.55, (600, 1000), seed=5)
+    canvas = render_canvas(wide, size=256, crop_square=True, working_resolution=300, harmonise=True)
+    p1, p99 = np.percentile(canvas / 255, HARMONISE_PERCENTILES)
+
+    assert p1 == pytest.approx(0, abs=1 / 255) and p99 == pytest.approx(1, abs=1 / 255)
+    with Image.open(
+        io.BytesIO(normalise_for_serving(wide, size=256, crop_square=True, working_resolution=300, harmonise=True))
+    ) as image:
+        np.testing.assert_array_equal(np.asarray(image), canvas)
