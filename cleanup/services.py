@@ -418,12 +418,7 @@ def _clean_item(item: CleanupItem, job: CleanupJob, stages, config: CleanupConfi
     if item.case_id is None:
         return  # a generated image has no served image until it is added to a study
     case, study = item.case, job.study
-    served = normalise_for_serving(
-        served_pixels,
-        size=study.display_size,
-        crop_square=study.crop_to_square,
-        working_resolution=study.working_resolution,
-    )
+    served = normalise_for_serving(served_pixels, **study.serving_options())
     detector = stages[0]
     item.served_text_regions = len(detector.detect(served_content(served, case=case, study=study)))
 

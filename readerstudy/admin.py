@@ -3,7 +3,8 @@ answer go through the reading service so that the append-only history stays comp
 
 from django.contrib import admin
 
-from readerstudy.models import Case, ReaderSession, Reading, ReadingEvent, SessionItem, Study
+from readerstudy.models import Case, ReaderSession, Reading, ReadingEvent, SessionItem, Study, StudyOpening
+from readerstudy.services import SERVING_FIELDS
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -22,7 +23,18 @@ class StudyAdmin(admin.ModelAdmin):
     list_display = ["name", "status", "allow_revisit", "quality_scoring", "created_by", "created_at"]
     list_filter = ["status", "quality_scoring"]
     search_fields = ["name"]
-    readonly_fields = ["created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Opening passes the blinding gate and serving settings are fixed once cases exist (services.study_update):
+        # both are changed on the study's own pages, never here around the checks.
+        fixed = ["status", *SERVING_FIELDS] if obj is not None else ["status"]
+        return [*fixed, "created_at", "updated_at"]
+
+
+@admin.register(StudyOpening)
+class StudyOpeningAdmin(ReadOnlyAdmin):
+    list_display = ["study", "opened_by", "opened_at", "needed_acknowledgement"]
+    list_filter = ["needed_acknowledgement"]
 
 
 @admin.register(Case)

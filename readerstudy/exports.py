@@ -29,6 +29,7 @@ from readerstudy.analysis import (
     study_analysis,
     study_table,
 )
+from readerstudy.blinding import opening_lines, study_opening_record
 from readerstudy.models import Study
 from readerstudy.plots import report_pdf_bytes
 from readerstudy.stats import StudyReport
@@ -199,6 +200,7 @@ def report_payload(study: Study, analysis: StudyAnalysis) -> dict:
         "last_reading_change": analysis.version.last_change.isoformat() if analysis.version.last_change else None,
         "computed_at": analysis.computed_at.isoformat(),
         "problem": analysis.problem or None,
+        "blinding_at_opening": study_opening_record(study=study),
         "report": analysis.report.to_dict() if analysis.report is not None else None,
     }
 
@@ -571,8 +573,10 @@ def report_pdf(study: Study) -> bytes:
     analysis = study_analysis(study=study)
     images = analysis.report.realism.images if analysis.report and analysis.report.realism else ()
     shown = [int(image.case) for image in (*images[:PDF_THUMBNAILS], *images[-PDF_THUMBNAILS // 2 :])]
+    opening = study_opening_record(study=study)
     return report_pdf_bytes(
         title=study.name,
+        opening=opening_lines(opening) if opening else ["The study has not been opened for reading."],
         study_id=study.pk,
         analysis=analysis,
         thumbnails=case_thumbnails(study, shown),

@@ -16,10 +16,28 @@ User = get_user_model()
 
 
 class StudyForm(forms.ModelForm):
+    # The blinding gate at "Open for reading" (services.study_update): asked for only when the audit flags something.
+    blinding_acknowledged = forms.BooleanField(
+        required=False,
+        label="Open although the blinding audit flags something",
+        help_text="Tick only if the flagged channels cannot be fixed and the study should still be read; the "
+        "acknowledgement, your reason and the audit's figures are stored and printed in every report.",
+    )
+    blinding_reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Why open anyway",
+    )
+
     class Meta:
         model = Study
         fields = list(Study.SETTING_FIELDS)
         widgets = {"instructions": forms.Textarea(attrs={"rows": 4})}
+
+    def settings_values(self) -> dict:
+        """The study settings, without the gate's fields."""
+        return {name: value for name, value in self.cleaned_data.items() if name in Study.SETTING_FIELDS}
 
 
 class MultipleFileInput(forms.ClearableFileInput):

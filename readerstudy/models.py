@@ -104,16 +104,23 @@ class Study(models.Model):
         help_text="Every served image is fitted into a square of this many pixels, whatever its class or source.",
     )
     crop_to_square = models.BooleanField(
-        default=False,
+        default=True,
         help_text="Serve the centred square of every image, so that aspect ratio and black bars cannot tell the "
         "sources apart (the image edges are cut).",
     )
     working_resolution = models.PositiveIntegerField(
         null=True,
         blank=True,
+        default=512,
         choices=[(256, "256 px"), (512, "512 px"), (768, "768 px"), (1024, "1024 px")],
         help_text="Reduce every image larger than this to it before display (e.g. the generator's native 512 px), "
         "so that native high-resolution images are not sharper than generated ones. Empty: keep the resolution.",
+    )
+    harmonise_intensity = models.BooleanField(
+        default=False,
+        help_text="Stretch the intensities of every image the same way (its 1st to 99th percentile, measured inside "
+        "the image, become black to white), so that a source's black level or a generator's pure-black pixels "
+        "cannot tell the classes apart. The blinding audit shows the properties before and after.",
     )
     practice_feedback = models.BooleanField(
         default=True,
@@ -138,6 +145,7 @@ class Study(models.Model):
         "display_size",
         "crop_to_square",
         "working_resolution",
+        "harmonise_intensity",
         "practice_feedback",
     )
 
@@ -147,6 +155,15 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def serving_options(self) -> dict:
+        """The keyword arguments of `imaging.normalise.normalise_for_serving` for this study's images."""
+        return {
+            "size": self.display_size,
+            "crop_square": self.crop_to_square,
+            "working_resolution": self.working_resolution,
+            "harmonise": self.harmonise_intensity,
+        }
 
     def uses_phantoms(self) -> bool:
         """Whether any case is a built-in phantom (the reading screen says so). Cached: asked on every case."""
@@ -167,6 +184,27 @@ class Study(models.Model):
         if self.quality_scoring == self.QualityScoring.ALL:
             return True
         return int(case.original_sha256[:8], 16) / 0x1_0000_0000 < self.quality_sample_fraction
+
+
+class StudyOpening(models.Model):
+    """A study opened for reading: who opened it, the blinding audit as it stood at that moment, and, where the
+    audit flagged a channel or the classes were more unequal than 1:3, the coordinator's acknowledgement and
+    reason. Printed as "Blinding at opening" in the dashboard, the PDF and the JSON report."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="openings")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    needed_acknowledgement = models.BooleanField(
+        help_text="Whether the audit flagged anything (or the class ratio was beyond 1:3) when the study opened."
+    )
+    reason = models.TextField(blank=True, help_text="The coordinator's written reason for opening anyway.")
+    audit = models.JSONField(help_text="The blinding audit's figures at the moment of opening.")
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.study} opened {self.opened_at:%Y-%m-%d %H:%M}"
 
 
 class Case(models.Model):

@@ -355,6 +355,7 @@ def report_pdf_bytes(
     analysis: StudyAnalysis,
     thumbnails: dict[int, bytes],
     case_names: dict[int, str],
+    opening: list[str] = (),
 ) -> bytes:
     """The report as an A4 PDF: the headline and tables, then every figure, with vector text (matplotlib PdfPages).
 
@@ -449,6 +450,11 @@ def report_pdf_bytes(
 
         for blocks in _pdf_pages_of(_pdf_figure_blocks(report, thumbnails, case_names)):
             pdf.savefig(_pdf_figure_page(title, "Figures", blocks))
+        if opening:
+            page, body = _pdf_page(title, "Blinding at opening")
+            # Plain text: a study name or reason with "$" must not become matplotlib mathtext.
+            body.text(0, 0.98, "\n".join(opening), fontsize=9, va="top", wrap=True, usetex=False, parse_math=False)
+            pdf.savefig(page)
         if report.notes:
             page, body = _pdf_page(title, "Notes")
             body.text(0, 0.98, "\n\n".join(f"• {note}" for note in report.notes), fontsize=9, va="top", wrap=True)

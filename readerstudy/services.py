@@ -24,6 +24,7 @@ from django.utils import timezone
 from imaging.errors import ImageImportError
 from imaging.normalise import describe_served, normalise_for_serving
 from imaging.read import read_image, sha256_hex
+from readerstudy.blinding import FILE_FEATURES, MIN_REASON_LENGTH, audit_snapshot, study_open_check
 from readerstudy.models import (
     Case,
     ImportJob,
@@ -33,6 +34,7 @@ from readerstudy.models import (
     ReadingEvent,
     SessionItem,
     Study,
+    StudyOpening,
 )
 from readerstudy.ordering import balanced_order, with_hidden_repeats
 from readerstudy.selectors import Progress
@@ -56,16 +58,42 @@ def _check_setting_names(settings_values: dict) -> None:
 
 @transaction.atomic
 def study_create(*, created_by: User, name: str, **settings_values) -> Study:
+    """Create a study. One created open (it has no cases yet, so the blinding gate has nothing to judge) records
+    its opening like any other."""
     _check_setting_names(settings_values)
     study = Study(created_by=created_by, name=name, **settings_values)
     study.full_clean()
     study.save()
+    if study.status == Study.Status.OPEN:
+        _record_opening(study=study, opened_by=created_by, reason="")
     return study
 
 
+class BlindingGateClosed(ValidationError):
+    """Opening refused: the blinding audit flags something and no acknowledgement with a reason was given."""
+
+
 @transaction.atomic
-def study_update(*, study: Study, **settings_values) -> Study:
+def study_update(
+    *,
+    study: Study,
+    changed_by: User | None = None,
+    blinding_acknowledged: bool = False,
+    blinding_reason: str = "",
+    **settings_values,
+) -> Study:
+    """Change a study's settings. Opening it for reading passes the blinding gate: when the audit flags any
+    channel, the treatment check warns, or the classes are more unequal than 1:3, the study opens only with
+    `blinding_acknowledged` and a written `blinding_reason`; every opening is stored with the audit as it stood
+    (`StudyOpening`). Refused openings change nothing."""
     _check_setting_names(settings_values)
+    opening = settings_values.get("status") == Study.Status.OPEN and (
+        Study.objects.filter(pk=study.pk).values_list("status", flat=True).first() != Study.Status.OPEN
+    )
+    if opening:
+        if changed_by is None:
+            raise ValidationError("Opening a study for reading needs the coordinator who opens it.")
+        audit = _blinding_gate(study=study, acknowledged=blinding_acknowledged, reason=blinding_reason)
     changed = [
         name for name in SERVING_FIELDS if name in settings_values and settings_values[name] != getattr(study, name)
     ]
@@ -77,7 +105,39 @@ def study_update(*, study: Study, **settings_values) -> Study:
         setattr(study, name, value)
     study.full_clean()
     study.save()
+    if opening:
+        _record_opening(study=study, opened_by=changed_by, reason=blinding_reason.strip(), audit=audit)
     return study
+
+
+def _blinding_gate(*, study: Study, acknowledged: bool, reason: str):
+    audit = study_open_check(study=study)
+    if not audit.flags:
+        return audit
+    errors: dict[str, list[str]] = {}
+    if not acknowledged:
+        flags = " ".join(f"{flag.rstrip('.')}." for flag in audit.flags)
+        errors["blinding_acknowledged"] = [
+            f"The blinding audit flags: {flags} Tick the acknowledgement to open the study anyway."
+        ]
+    if len(reason.strip()) < MIN_REASON_LENGTH:
+        errors["blinding_reason"] = [
+            f"Write why the study should open despite the audit (at least {MIN_REASON_LENGTH} characters)."
+        ]
+    if errors:
+        raise BlindingGateClosed(errors)
+    return audit
+
+
+def _record_opening(*, study: Study, opened_by: User, reason: str, audit=None) -> StudyOpening:
+    audit = audit if audit is not None else study_open_check(study=study)
+    return StudyOpening.objects.create(
+        study=study,
+        opened_by=opened_by,
+        needed_acknowledgement=bool(audit.flags),
+        reason=reason,
+        audit=audit_snapshot(audit),
+    )
 
 
 # --- Case import -------------------------------------------------------------------------------------------------
@@ -204,12 +264,7 @@ def _import_one(
         return ImportRow(name, "duplicate", "This file is already a case in this study.")
     try:
         decoded = read_image(incoming.data)
-        served = normalise_for_serving(
-            decoded.pixels,
-            size=study.display_size,
-            crop_square=study.crop_to_square,
-            working_resolution=study.working_resolution,
-        )
+        served = _render_served(study, decoded.pixels)
     except ImageImportError as exc:
         return ImportRow(name, "error", exc.message)
     except Exception:  # a decoder bug must not abort the batch; the file is refused and logged
@@ -231,7 +286,7 @@ def _import_one(
         height=decoded.height,
         was_colour=decoded.was_colour,
         import_notes=list(decoded.notes),
-        served_features=case_features(decoded, served),
+        served_features=case_features(decoded, served, unharmonised=_render_unharmonised(study, decoded.pixels)),
     )
     try:
         with _files_removed_on_failure(case), transaction.atomic():
@@ -243,9 +298,24 @@ def _import_one(
     return ImportRow(name, "imported", case_id=case.pk, notes=tuple(decoded.notes), flagged=decoded.was_colour)
 
 
-def case_features(decoded, served: bytes) -> dict[str, float]:
-    """What a trivial classifier could use instead of anatomy: served-file and original-file properties."""
+def served_features(served: bytes, *, unharmonised: bytes | None = None) -> dict[str, float]:
+    """The served image's properties, and with harmonisation on, its content properties before it."""
     features = describe_served(served).features()
+    if unharmonised is not None:
+        features.update(
+            {
+                f"unharmonised_{name}": value
+                for name, value in describe_served(unharmonised).features().items()
+                if name not in FILE_FEATURES  # file properties do not change with it
+            }
+        )
+    return features
+
+
+def case_features(decoded, served: bytes, *, unharmonised: bytes | None = None) -> dict[str, float]:
+    """What a trivial classifier could use instead of anatomy: served-file and original-file properties, and with
+    intensity harmonisation on, the served image's content properties before it (`unharmonised_*`)."""
+    features = served_features(served, unharmonised=unharmonised)
     features.update(
         {
             "original_width": float(decoded.width),
@@ -294,9 +364,7 @@ def case_apply_cleanup(
     with transaction.atomic():
         case = Case.objects.select_for_update().select_related("study").get(pk=case.pk)
         previous = case.provenance.get("cleanup") or {}
-        if cleaned_pixels is None and not previous.get("changed"):
-            served = None  # the served image already is the original's rendering
-        else:
+        if cleaned_pixels is not None or previous.get("changed"):  # else it already serves the original's rendering
             if cleaned_pixels is None:
                 cleaned_pixels = read_image(_stored_bytes(case.original)).pixels
             if cleaned_pixels.shape != (case.height, case.width):
@@ -305,9 +373,8 @@ def case_apply_cleanup(
                     f"original of case {case.pk} is {case.width}x{case.height}."
                 )
             _refuse_if_read(case)
-            served = _render_served(case.study, cleaned_pixels)
         case.provenance = {**case.provenance, "cleanup": record}
-        return _case_serve(case, served, text_regions=text_regions)
+        return _case_serve(case, cleaned_pixels, text_regions=text_regions)
 
 
 def case_remove_cleanup(*, case: Case) -> Case:
@@ -318,13 +385,13 @@ def case_remove_cleanup(*, case: Case) -> Case:
         previous = case.provenance.get("cleanup")
         if previous is None:
             return case
-        served = None
+        pixels = None
         if previous.get("changed"):
             _refuse_if_read(case)
-            served = _render_served(case.study, read_image(_stored_bytes(case.original)).pixels)
+            pixels = read_image(_stored_bytes(case.original)).pixels
         case.provenance = {key: value for key, value in case.provenance.items() if key != "cleanup"}
         # The text count described the cleaned image; it is unknown for the original's until it is checked again.
-        return _case_serve(case, served, text_regions=None, keep_text_regions=served is None)
+        return _case_serve(case, pixels, text_regions=None, keep_text_regions=pixels is None)
 
 
 def case_text_regions_record(*, case: Case, text_regions: int, image_sha256: str) -> bool:
@@ -358,9 +425,14 @@ def _refuse_if_read(case: Case) -> None:
 
 
 def _render_served(study: Study, pixels: np.ndarray) -> bytes:
-    return normalise_for_serving(
-        pixels, size=study.display_size, crop_square=study.crop_to_square, working_resolution=study.working_resolution
-    )
+    return normalise_for_serving(pixels, **study.serving_options())
+
+
+def _render_unharmonised(study: Study, pixels: np.ndarray) -> bytes | None:
+    """The served image as it would be without intensity harmonisation (for the audit's "before"), or None."""
+    if not study.harmonise_intensity:
+        return None
+    return normalise_for_serving(pixels, **{**study.serving_options(), "harmonise": False})
 
 
 def _stored_bytes(stored) -> bytes:
@@ -368,12 +440,16 @@ def _stored_bytes(stored) -> bytes:
         return handle.read()
 
 
-def _case_serve(case: Case, served: bytes | None, *, text_regions: int | None, keep_text_regions: bool = False) -> Case:
-    """Save `case` with a new served PNG (None: keep the current one) and its served-file features. The old file
-    is deleted once the change commits."""
+def _case_serve(
+    case: Case, pixels: np.ndarray | None, *, text_regions: int | None, keep_text_regions: bool = False
+) -> Case:
+    """Save `case` serving `pixels` rendered with the study's settings (None: keep the current served image), with
+    its served-file features. The old file is deleted once the change commits."""
     features = dict(case.served_features)
-    if served is not None:
-        features.update(describe_served(served).features())
+    served = None
+    if pixels is not None:
+        served = _render_served(case.study, pixels)
+        features.update(served_features(served, unharmonised=_render_unharmonised(case.study, pixels)))
     if text_regions is not None:
         features["text_regions"] = float(text_regions)
     elif not keep_text_regions:

@@ -10,9 +10,11 @@ export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}"
 # torch has a CPU build pinned here: an unpinned torch would pull gigabytes of CUDA wheels.
 export PIP_CONSTRAINT="$PWD/constraints.txt"
 
-# System packages: Tesseract (text detection) and Chromium (browser tests), from Debian.
+# System packages: Tesseract (text detection), Chromium (browser tests) and pdftotext (reading the PDF report back),
+# from Debian.
 missing=()
 command -v tesseract >/dev/null || missing+=(tesseract-ocr)
+command -v pdftotext >/dev/null || missing+=(poppler-utils)
 command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} from Debian"

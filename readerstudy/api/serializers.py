@@ -10,9 +10,25 @@ from readerstudy.models import Case, QualityFlag, ReaderSession, Reading, Study
 class StudySerializer(serializers.ModelSerializer):
     """The full study, for coordinators."""
 
+    blinding_acknowledged = serializers.BooleanField(
+        write_only=True,
+        required=False,
+        default=False,
+        help_text="Open the study although its blinding audit flags something (or its classes are more unequal "
+        "than 1:3); needs `blinding_reason`.",
+    )
+    blinding_reason = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text="Why the study opens despite the blinding audit; stored with the opening and printed in reports.",
+    )
+
     class Meta:
         model = Study
-        fields = ["id", *Study.SETTING_FIELDS, "created_at", "updated_at"]
+        fields = ["id", *Study.SETTING_FIELDS, "blinding_acknowledged", "blinding_reason", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 

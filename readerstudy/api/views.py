@@ -62,13 +62,19 @@ class StudyViewSet(
 
     def perform_create(self, serializer):
         try:
-            serializer.instance = study_create(created_by=self.request.user, **serializer.validated_data)
+            data = dict(serializer.validated_data)
+            # A new study has no cases: the blinding gate has nothing to judge yet.
+            data.pop("blinding_acknowledged", None)
+            data.pop("blinding_reason", None)
+            serializer.instance = study_create(created_by=self.request.user, **data)
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
 
     def perform_update(self, serializer):
         try:
-            serializer.instance = study_update(study=serializer.instance, **serializer.validated_data)
+            serializer.instance = study_update(
+                study=serializer.instance, changed_by=self.request.user, **serializer.validated_data
+            )
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
 

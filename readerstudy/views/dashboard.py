@@ -25,6 +25,7 @@ from readerstudy.analysis import (
     reader_rows,
     study_analysis,
 )
+from readerstudy.blinding import study_opening_record
 from readerstudy.exports import EXPORT_FORMATS, ExportFile, ExportUnavailable, case_thumbnails, export_file
 from readerstudy.models import Study
 from readerstudy.plots import dashboard_figures
@@ -113,6 +114,7 @@ def report_context(study: Study, *, standalone: bool) -> dict:
         "expected_readings": expected,
         "percent_read": round(100 * analysis.version.count / expected) if expected else 0,
         "readers_done": sum(1 for row in progress if row.session.completed_at is not None),
+        "opening": study_opening_record(study=study),
         "exports": [
             (f, reverse("study_export", args=[study.pk, f.slug]), f.filename(study)) for f in EXPORT_FORMATS.values()
         ],

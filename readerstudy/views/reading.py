@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,6 +24,7 @@ from readerstudy.selectors import (
     session_progress,
 )
 from readerstudy.services import ReadingRejected, reading_submit
+from readerstudy.serving import blinded_png_response
 
 WINDOW_PRESETS = [
     # (key, label, window width, window level) on the served 0-1 display scale; "default" shows it as encoded.
@@ -113,19 +114,6 @@ def reading_image(request: HttpRequest, token: str) -> HttpResponse:
     if item is None:
         raise Http404
     return blinded_png_response(item.case.image)
-
-
-def blinded_png_response(image_field) -> FileResponse:
-    try:
-        handle = image_field.open("rb")
-    except FileNotFoundError as exc:  # a lost file is missing, not a server error
-        raise Http404 from exc
-    response = FileResponse(handle, content_type="image/png")
-    # The stored file name is a per-case constant that readers could compare; say nothing about the file.
-    del response["Content-Disposition"]
-    response["Cache-Control"] = "private, max-age=86400, immutable"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 def _item_to_show(session: ReaderSession, position: str | None) -> SessionItem | None:

@@ -8,10 +8,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from readerstudy.blinding import FEATURE_LABELS, study_blinding_audit
 from readerstudy.forms import AssignReadersForm, CaseUploadForm, FolderImportForm, StudyForm
 from readerstudy.models import Case, ImportJob, ReaderSession, Study
 from readerstudy.roles import coordinator_required
-from readerstudy.selectors import FEATURE_LABELS, study_blinding_audit, study_case_counts, study_reader_progress
+from readerstudy.selectors import study_case_counts, study_reader_progress
 from readerstudy.services import (
     IncomingFile,
     cases_import,
@@ -21,7 +22,7 @@ from readerstudy.services import (
     study_create,
     study_update,
 )
-from readerstudy.views.reading import blinded_png_response
+from readerstudy.serving import blinded_png_response
 
 
 @coordinator_required
@@ -36,7 +37,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
     form = StudyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            study = study_create(created_by=request.user, **form.cleaned_data)
+            study = study_create(created_by=request.user, **form.settings_values())
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -51,7 +52,13 @@ def study_edit(request: HttpRequest, study_pk: int) -> HttpResponse:
     form = StudyForm(request.POST or None, instance=Study.objects.get(pk=study.pk))
     if request.method == "POST" and form.is_valid():
         try:
-            study_update(study=study, **form.cleaned_data)
+            study_update(
+                study=study,
+                changed_by=request.user,
+                blinding_acknowledged=form.cleaned_data["blinding_acknowledged"],
+                blinding_reason=form.cleaned_data["blinding_reason"],
+                **form.settings_values(),
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:

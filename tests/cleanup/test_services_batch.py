@@ -28,7 +28,7 @@ from cleanup.tasks import run_cleanup_job
 from generation.models import BatchImage, GenerationBatch, image_file_name
 from generation.services import batch_add_to_study
 from imaging.read import read_image, sha256_hex
-from readerstudy.selectors import study_blinding_audit
+from readerstudy.blinding import study_blinding_audit
 from tests.cleanup.test_services import FAST, make_phantom_study, no_queue, phantom_png, stored_bytes  # noqa: F401
 
 pytestmark = [

@@ -1,4 +1,5 @@
-"""Create the demo: role groups, demo accounts, and an open demo study with real and synthetic cases.
+"""Create the demo: role groups, demo accounts, and a demo study with real and synthetic cases, opened for reading
+through the blinding gate.
 
 Images come from `--real-dir` / `--synthetic-dir` folders when given (searched recursively), otherwise from the
 built-in chest phantom generator (clearly labelled as phantoms in the reading screen). Running it again changes
@@ -14,9 +15,17 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from imaging.png import encode_png_gray8, to_uint8
+from readerstudy.blinding import study_open_check
 from readerstudy.models import Case, Study
 from readerstudy.roles import ADMIN, COORDINATOR, READER, ensure_role_groups
-from readerstudy.services import IncomingFile, cases_import, folder_files, reader_assign, study_create
+from readerstudy.services import (
+    IncomingFile,
+    cases_import,
+    folder_files,
+    reader_assign,
+    study_create,
+    study_update,
+)
 
 DEMO_STUDY_NAME = "Demo: real or synthetic chest X-ray?"
 DEMO_ACCOUNTS = [
@@ -27,6 +36,10 @@ DEMO_ACCOUNTS = [
     ("coordinator", "coordinator-demo-2026", COORDINATOR),
     ("admin", "admin-demo-2026", ADMIN),
 ]
+DEMO_OPENING_REASON = (
+    "Demonstration study on the shared example images: the class mix and the sources are what the examples "
+    "offer, not a design choice. Its results are not evidence about any generator."
+)
 INSTRUCTIONS = (
     "Each image is either a real chest X-ray or one made by a generative model. Call it real (R) or synthetic "
     "(S), say how sure you are (1 = guess, 5 = certain), then score its quality. Use window/level, zoom and "
@@ -97,11 +110,13 @@ class Command(BaseCommand):
             created_by=users["coordinator"],
             name=DEMO_STUDY_NAME,
             instructions=INSTRUCTIONS,
-            status=Study.Status.OPEN,
+            status=Study.Status.DRAFT,  # opened below, through the blinding gate, once its cases are in
             blank_screen_ms=300,
             # Generated images are square and 512 px: serve every image that way so neither gives the class away.
             crop_to_square=True,
             working_resolution=512,
+            # Real detectors and the generator have different black levels: stretch every image the same way.
+            harmonise_intensity=True,
             # Four cases come back, unannounced, late in each reader's order: the dashboard's consistency table.
             repeat_cases=4,
         )
@@ -138,11 +153,26 @@ class Command(BaseCommand):
             if role == READER:
                 reader_assign(study=study, reader=users[username])
         counts = {truth: study.cases.filter(truth=truth).count() for truth in Case.Truth.values}
+        self.open_study(study, users["coordinator"])
         self.stdout.write(
             f"Demo study created with {counts['real']} real and {counts['synthetic']} synthetic cases "
             f"({'image folders' if real_dirs else 'built-in phantoms'})."
         )
         return study
+
+    def open_study(self, study: Study, coordinator) -> None:
+        """Open the demo study through the blinding gate, saying why it opens whatever the audit finds: the shared
+        images are what there is (more real than synthetic, from different sources), and a demo shows the gate."""
+        audit = study_open_check(study=study)
+        study_update(
+            study=study,
+            changed_by=coordinator,
+            status=Study.Status.OPEN,
+            blinding_acknowledged=bool(audit.flags),
+            blinding_reason=DEMO_OPENING_REASON if audit.flags else "",
+        )
+        for flag in audit.flags:
+            self.stdout.write(f"  blinding audit: {flag}")
 
     def print_accounts(self, study: Study) -> None:
         self.stdout.write(self.style.SUCCESS(f"Demo study: “{study.name}”"))
