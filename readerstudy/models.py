@@ -88,14 +88,17 @@ class Study(models.Model):
     max_run_length = models.PositiveSmallIntegerField(
         default=3,
         validators=[MinValueValidator(1), MaxValueValidator(20)],
-        help_text="Longest run of cases of one class in a reader's shuffled order.",
+        help_text="Longest run of the smaller class in a reader's shuffled order; a larger class may run longer in "
+        "proportion to its share (32 real : 6 synthetic at 3 lets real run 16), so that a case's position says "
+        "nothing about its class.",
     )
     repeat_cases = models.PositiveSmallIntegerField(
         default=0,
         validators=[MaxValueValidator(500)],
         help_text="Cases each reader is shown a second time, hidden among the rest, to measure how consistent each "
-        "reader is (within-reader agreement). A repeat comes at least half the reader's cases after the first "
-        "showing; at most half the main cases are repeated. Repeats never enter the other statistics. "
+        "reader is (within-reader agreement). Repeats are a class-blind random sample of the first half of the "
+        "reader's order, each coming back at least half the reader's cases later; at most half the main cases "
+        "are repeated. Repeats never enter the other statistics. "
         "Applies to readers assigned from now on.",
     )
     display_size = models.PositiveIntegerField(

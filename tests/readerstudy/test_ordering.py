@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from readerstudy.models import SessionItem
-from readerstudy.ordering import balanced_order, longest_run
+from readerstudy.ordering import balanced_order, longest_run, run_limits
 from readerstudy.services import IncomingFile, cases_import, reader_assign
 from tests.conftest import png_bytes
 
@@ -27,18 +27,24 @@ def test_same_seed_same_order_and_different_seeds_differ():
     assert len(others) == 10
 
 
-def test_unequal_classes_still_place_everything():
-    # 30 real and 3 synthetic cannot avoid long runs of real: the rule yields once only one class is left.
+def test_unequal_classes_get_run_limits_relative_to_prevalence():
+    # 30 real and 3 synthetic: synthetic keeps max_run, real may run 2 * 30 / 3 = 20. One limit for both would use
+    # the synthetic cases up early breaking up the reals, so the position would tell the class.
     classes = ["real"] * 30 + ["synthetic"] * 3
-    order = balanced_order(classes, seed=1, max_run=2)
-    assert Counter(classes[i] for i in order) == Counter(classes)
+    assert run_limits(Counter(classes), 2) == {"real": 20, "synthetic": 2}
+    for seed in range(20):
+        labels = [classes[i] for i in balanced_order(classes, seed=seed, max_run=2)]
+        assert Counter(labels) == Counter(classes)
+        initials = "".join(label[0] for label in labels)
+        assert "r" * 21 not in initials and "s" * 3 not in initials
 
 
 def test_run_rule_holds_across_an_extension():
     preceding = ["real", "real", "real"]
-    order = balanced_order(["real", "synthetic", "real", "synthetic"], seed=3, max_run=3, preceding=preceding)
     labels = ["real", "synthetic", "real", "synthetic"]
-    assert labels[order[0]] == "synthetic"
+    for seed in range(20):
+        order = balanced_order(labels, seed=seed, max_run=3, preceding=preceding)
+        assert labels[order[0]] == "synthetic"
 
 
 def test_order_is_not_trivially_alternating():
