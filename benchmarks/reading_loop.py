@@ -55,7 +55,7 @@ def prepare(database_url: str, readers: int, cases: int, media_root: Path) -> li
     from imaging.phantom import chest_phantom
     from imaging.png import encode_png_gray8, to_uint8
     from readerstudy.roles import COORDINATOR, READER, ensure_role_groups
-    from readerstudy.services import IncomingFile, cases_import, reader_assign, study_create
+    from readerstudy.services import IncomingFile, cases_import, reader_assign, study_create, study_update
 
     if _has_tables():
         call_command("flush", interactive=False, verbosity=0)
@@ -64,7 +64,7 @@ def prepare(database_url: str, readers: int, cases: int, media_root: Path) -> li
     user_model = get_user_model()
     coordinator = user_model.objects.create_user("bench-coordinator", password="x")
     coordinator.groups.add(groups[COORDINATOR])
-    study = study_create(created_by=coordinator, name="Load test", status="open", display_size=1024)
+    study = study_create(created_by=coordinator, name="Load test", display_size=1024)
     half = cases // 2
     for truth, style, count in (("real", "a", half), ("synthetic", "b", cases - half)):
         files = [
@@ -77,6 +77,13 @@ def prepare(database_url: str, readers: int, cases: int, media_root: Path) -> li
             for i in range(count)
         ]
         cases_import(study=study, files=files, truth=truth)
+    study_update(
+        study=study,
+        changed_by=coordinator,
+        status="open",
+        blinding_acknowledged=True,
+        blinding_reason="Load test on phantoms: blinding is not what is measured.",
+    )
     result = []
     for index in range(readers):
         reader = user_model.objects.create_user(f"bench-reader-{index}", password="x")

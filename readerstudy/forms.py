@@ -35,6 +35,12 @@ class StudyForm(forms.ModelForm):
         fields = list(Study.SETTING_FIELDS)
         widgets = {"instructions": forms.Textarea(attrs={"rows": 4})}
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:  # a new study is a draft until its cases are in (services.study_create)
+            self.fields["status"].choices = [(Study.Status.DRAFT, Study.Status.DRAFT.label)]
+            self.fields["status"].help_text = "A new study starts as a draft: add cases, then open it for reading."
+
     def settings_values(self) -> dict:
         """The study settings, without the gate's fields."""
         return {name: value for name, value in self.cleaned_data.items() if name in Study.SETTING_FIELDS}

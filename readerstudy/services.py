@@ -58,14 +58,16 @@ def _check_setting_names(settings_values: dict) -> None:
 
 @transaction.atomic
 def study_create(*, created_by: User, name: str, **settings_values) -> Study:
-    """Create a study. One created open (it has no cases yet, so the blinding gate has nothing to judge) records
-    its opening like any other."""
+    """Create a study, as a draft: it opens for reading through the blinding gate (`study_update`) once its cases
+    are in, so that no study reaches readers without its audit being judged."""
     _check_setting_names(settings_values)
+    if settings_values.get("status", Study.Status.DRAFT) == Study.Status.OPEN:
+        raise ValidationError(
+            {"status": "A new study starts as a draft: add its cases, then open it through the blinding gate."}
+        )
     study = Study(created_by=created_by, name=name, **settings_values)
     study.full_clean()
     study.save()
-    if study.status == Study.Status.OPEN:
-        _record_opening(study=study, opened_by=created_by, reason="")
     return study
 
 
@@ -129,8 +131,7 @@ def _blinding_gate(*, study: Study, acknowledged: bool, reason: str):
     return audit
 
 
-def _record_opening(*, study: Study, opened_by: User, reason: str, audit=None) -> StudyOpening:
-    audit = audit if audit is not None else study_open_check(study=study)
+def _record_opening(*, study: Study, opened_by: User, reason: str, audit) -> StudyOpening:
     return StudyOpening.objects.create(
         study=study,
         opened_by=opened_by,

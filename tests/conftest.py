@@ -102,7 +102,7 @@ def make_study(coordinator):
     from readerstudy.services import IncomingFile, cases_import, study_create
 
     def make(*, real: int = 4, synthetic: int = 4, practice: int = 0, seed_base: int = 0, **settings_values):
-        settings_values.setdefault("status", "open")
+        status = settings_values.pop("status", "open")
         settings_values.setdefault("display_size", 512)  # the smallest policy keeps tests fast
         study = study_create(created_by=coordinator, name=settings_values.pop("name", "Study"), **settings_values)
         files = {
@@ -123,9 +123,28 @@ def make_study(coordinator):
                 study=study, files=batch, truth=truth, generator="gen-a" if truth == "synthetic" else ""
             )
             assert not report.errors, report.to_dict()
+        if status == "open":
+            open_for_reading(study, coordinator)
         return study
 
     return make
+
+
+TEST_OPENING_REASON = "Test fixture: opened whatever the blinding audit says."
+
+
+def open_for_reading(study, coordinator):
+    """Open a draft study through the blinding gate, acknowledging whatever it flags (tests of the gate itself are
+    in tests/readerstudy/test_blinding_gate.py)."""
+    from readerstudy.services import study_update
+
+    return study_update(
+        study=study,
+        changed_by=coordinator,
+        status="open",
+        blinding_acknowledged=True,
+        blinding_reason=TEST_OPENING_REASON,
+    )
 
 
 @pytest.fixture

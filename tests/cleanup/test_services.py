@@ -25,6 +25,7 @@ from imaging.phantom import chest_phantom
 from imaging.png import encode_png_gray8, to_uint8
 from readerstudy.models import Case, Study
 from readerstudy.services import IncomingFile, cases_import, study_create
+from tests.conftest import open_for_reading
 
 pytestmark = [
     pytest.mark.django_db,
@@ -51,6 +52,7 @@ def phantom_png(seed: int, *, size: int = 256, text: str | None = None) -> bytes
 def make_phantom_study(creator, cases: list[tuple[str, str | None]], *, size: int = 256, **settings_values) -> Study:
     """A study with one case per (truth, text) pair, in that order; text None means a clean image."""
     settings_values.setdefault("display_size", 512)
+    status = settings_values.pop("status", "draft")
     study = study_create(created_by=creator, name=settings_values.pop("name", "Phantoms"), **settings_values)
     for seed, (truth, text) in enumerate(cases):
         report = cases_import(
@@ -59,6 +61,8 @@ def make_phantom_study(creator, cases: list[tuple[str, str | None]], *, size: in
             truth=truth,
         )
         assert not report.errors, report.to_dict()
+    if status == "open":
+        open_for_reading(study, creator)
     return study
 
 

@@ -180,3 +180,19 @@ def test_opening_an_already_open_study_again_is_not_a_new_opening(make_study, co
     reader_assign(study=study, reader=reader)
     study_update(study=study, changed_by=coordinator, status="open", instructions="Read carefully.")
     assert StudyOpening.objects.filter(study=study).count() == 1
+
+
+def test_a_study_cannot_be_created_open_around_the_gate(client, coordinator):
+    from readerstudy.services import study_create
+
+    with pytest.raises(ValidationError) as refused:
+        study_create(created_by=coordinator, name="Straight to readers", status="open")
+    assert "draft" in str(refused.value.message_dict["status"])
+    client.force_login(coordinator)
+    api = client.post(
+        "/api/studies/", {"name": "Straight to readers", "status": "open"}, content_type="application/json"
+    )
+    assert api.status_code == 400 and "status" in api.json()
+    assert not Study.objects.exists()
+    form = client.get("/studies/new/").content.decode()
+    assert 'value="open"' not in form
