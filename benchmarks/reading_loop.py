@@ -54,8 +54,9 @@ def prepare(database_url: str, readers: int, cases: int, media_root: Path) -> li
 
     from imaging.phantom import chest_phantom
     from imaging.png import encode_png_gray8, to_uint8
+    from readerstudy.imports import IncomingFile, cases_import
     from readerstudy.roles import COORDINATOR, READER, ensure_role_groups
-    from readerstudy.services import IncomingFile, cases_import, reader_assign, study_create, study_update
+    from readerstudy.services import reader_assign, study_create, study_update
 
     if _has_tables():
         call_command("flush", interactive=False, verbosity=0)

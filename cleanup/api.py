@@ -21,12 +21,10 @@ from rest_framework.routers import SimpleRouter
 
 from cleanup.models import CleanupItem, CleanupJob
 from cleanup.pipeline import CleanupConfig
+from cleanup.review import cleanup_item_accept, cleanup_item_reject, cleanup_job_accept_unchanged
 from cleanup.selectors import job_items, job_list, job_progress, study_cases_for_scope
 from cleanup.services import (
     CleanupRefused,
-    cleanup_item_accept,
-    cleanup_item_reject,
-    cleanup_job_accept_unchanged,
     cleanup_job_cancel,
     cleanup_job_resume,
     cleanup_job_start,

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from jobs.models import BackgroundJob
 from readerstudy.models import Case, Study
 
 
@@ -23,12 +24,18 @@ def item_file_name(job_id: int, item_id: int, kind: str) -> str:
 
 
 def _upload_to(instance: CleanupItem, filename: str) -> str:
-    # Files are written through `cleanup.services` under `item_file_name`; this only satisfies FileField.
+    # Files are written through `cleanup.item_files` under `item_file_name`; this only satisfies FileField.
     return f"cleanup/job-{instance.job_id}/item-{instance.pk}/{filename}"
 
 
-class CleanupJob(models.Model):
-    """Text cleanup (or a text check) of a set of images, run by a worker on the `gpu` queue, with its progress."""
+class CleanupJob(BackgroundJob):
+    """Text cleanup (or a text check) of a set of images, run by a worker on the `gpu` queue (`jobs.runner`), with
+    its progress; `total` is the number of images in the job."""
+
+    task_name = "cleanup.tasks.run_cleanup_job"
+    item_relation = "items"
+    item_order = "position"
+    job_noun = "cleanup job"
 
     class Mode(models.TextChoices):
         CLEAN = "clean", "Clean text"
@@ -40,15 +47,6 @@ class CleanupJob(models.Model):
         SYNTHETIC = "synthetic", "All synthetic cases"
         SELECTED = "selected", "Selected cases"
         BATCH = "batch", "All images of a generation batch"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        CANCELLED = "cancelled", "Cancelled"
-        FAILED = "failed", "Failed"
-
-    FINISHED = (Status.DONE, Status.CANCELLED, Status.FAILED)
 
     study = models.ForeignKey(
         Study,
@@ -81,18 +79,6 @@ class CleanupJob(models.Model):
         default=dict,
         help_text="The cleanup settings (`cleanup.pipeline.CleanupConfig`), as given when the job started.",
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    total = models.PositiveIntegerField(default=0, help_text="Number of images in the job.")
-    error = models.TextField(blank=True, help_text="Why the job as a whole failed (per-image errors are on items).")
-    runs = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started or resumed the job.")
-    run_log = models.JSONField(default=list, blank=True, help_text="One entry per run: worker, process, start time.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="When the worker last finished an image.")
-    requeued_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the job was last sent to a worker again because its worker went quiet."
-    )
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -105,10 +91,6 @@ class CleanupJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_mode_display()} #{self.pk} ({self.study or self.batch})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
 
     @property
     def is_check(self) -> bool:

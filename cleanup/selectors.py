@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from cleanup.models import CleanupItem, CleanupJob
+from jobs.runner import stale_after
 from readerstudy.models import Case, Study
-
-# A running job whose worker has not finished an image for this long is offered to a worker again ("Resume").
-# Generous: one image through SAM and Stable Diffusion on a CPU takes minutes.
-STALLED_AFTER = timedelta(minutes=10)
 
 _DONE = Q(items__status=CleanupItem.Status.DONE)
 
@@ -80,11 +76,12 @@ def job_list(*, study: Study | None = None) -> QuerySet[CleanupJob]:
 
 
 def job_is_stalled(*, job: CleanupJob) -> bool:
-    """Running, but its worker has not finished an image for longer than STALLED_AFTER."""
+    """Running, but its worker has not reported for longer than JOB_STALE_AFTER_SECONDS (it is sent to a worker
+    again then, `jobs.runner.requeue_stale`)."""
     if job.status != CleanupJob.Status.RUNNING:
         return False
     last = job.heartbeat_at or job.started_at
-    return last is not None and timezone.now() - last > STALLED_AFTER
+    return last is not None and timezone.now() - last > stale_after()
 
 
 def study_cases_for_scope(*, study: Study, scope: str, case_ids: Iterable[int] = ()) -> list[Case]:

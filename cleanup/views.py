@@ -13,12 +13,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cleanup.forms import CleanupJobForm
 from cleanup.models import CleanupItem, CleanupJob
+from cleanup.review import cleanup_item_accept, cleanup_item_reject, cleanup_job_accept_unchanged
 from cleanup.selectors import item_boxes, job_is_stalled, job_items, job_list, job_progress, review_place
 from cleanup.services import (
     CleanupRefused,
-    cleanup_item_accept,
-    cleanup_item_reject,
-    cleanup_job_accept_unchanged,
     cleanup_job_cancel,
     cleanup_job_resume,
     cleanup_job_start,

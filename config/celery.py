@@ -11,5 +11,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Worker start-up hooks (ML threads, re-queueing work a dead worker left); they import no models at import time.
-import cleanup.signals  # noqa: E402, F401
 import generation.signals  # noqa: E402, F401
+import jobs.signals  # noqa: E402, F401

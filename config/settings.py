@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "jobs",
     "readerstudy",
     "generation",
     "cleanup",
@@ -214,15 +215,17 @@ MODEL_EXTRA_ROOTS = [Path(p) for p in env_list("MODEL_EXTRA_ROOTS")]
 # torch CPU threads in a worker (empty: torch's default). On a small shared CPU one thread is far faster for the
 # tiny demo model: OpenMP threads spin-wait for cores (benchmarks/README.md, generation section).
 ML_CPU_THREADS = int(os.environ["ML_CPU_THREADS"]) if os.environ.get("ML_CPU_THREADS") else None
-# A running generation batch whose worker has not reported for this long is sent to a worker again.
-GENERATION_HEARTBEAT_SECONDS = float(os.environ.get("GENERATION_HEARTBEAT_SECONDS", "10"))
-GENERATION_STALE_AFTER_SECONDS = float(os.environ.get("GENERATION_STALE_AFTER_SECONDS", "120"))
+# Background jobs of every kind (jobs.runner): a worker records a heartbeat this often while it runs a job, and a
+# running job whose worker has not reported for JOB_STALE_AFTER_SECONDS is sent to a worker again (by beat and
+# whenever a worker starts). The GENERATION_* names are the settings' earlier names, still read.
+JOB_HEARTBEAT_SECONDS = float(
+    os.environ.get("JOB_HEARTBEAT_SECONDS", os.environ.get("GENERATION_HEARTBEAT_SECONDS", "10"))
+)
+JOB_STALE_AFTER_SECONDS = float(
+    os.environ.get("JOB_STALE_AFTER_SECONDS", os.environ.get("GENERATION_STALE_AFTER_SECONDS", "120"))
+)
 CELERY_BEAT_SCHEDULE = {
-    "generation-requeue-stale-batches": {
-        "task": "generation.tasks.requeue_stale_batches",
-        "schedule": GENERATION_STALE_AFTER_SECONDS / 2,
-    },
-    "cleanup-requeue-stale-jobs": {"task": "cleanup.tasks.requeue_stale_jobs", "schedule": 300},
+    "jobs-requeue-stale": {"task": "jobs.tasks.requeue_stale_jobs", "schedule": JOB_STALE_AFTER_SECONDS / 2},
 }
 
 LOGGING = {

@@ -16,19 +16,12 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
+from generation.batch_check import BatchInvalid, BatchRequest, batch_check, prompts_from_template
 from generation.models import BatchImage, GenerationBatch
 from generation.pipeline import GenerationSettings
 from generation.prompts import MAX_PROMPTS, PromptError, prompts_from_list
 from generation.selectors import batch_list, model_folders
-from generation.services import (
-    BatchInvalid,
-    BatchRequest,
-    batch_add_to_study,
-    batch_cancel,
-    batch_check,
-    batch_start,
-    prompts_from_template,
-)
+from generation.services import batch_add_to_study, batch_cancel, batch_start
 from readerstudy.api.permissions import IsCoordinator
 from readerstudy.models import Study
 

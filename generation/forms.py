@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from django import forms
 
+from generation.batch_check import BatchInvalid, BatchRequest, batch_check, prompts_from_template
+from generation.demo import DEMO_ADAPTER_NAME, DEMO_MODEL_NAME
 from generation.pipeline import MAX_GUIDANCE, MAX_SIZE, MAX_STEPS, MIN_SIZE, SCHEDULERS, GenerationSettings
 from generation.prompts import MAX_PROMPTS, PromptError, prompts_from_csv, prompts_from_list
 from generation.selectors import ModelFolder
-from generation.services import (
-    DEMO_ADAPTER_NAME,
-    DEMO_MODEL_NAME,
-    BatchInvalid,
-    BatchRequest,
-    batch_check,
-    prompts_from_template,
-)
 from readerstudy.models import Study
 
 SCHEDULER_LABELS = {

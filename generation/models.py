@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from jobs.models import BackgroundJob
 from readerstudy.models import Case, Study
 
 
@@ -28,17 +29,15 @@ def image_file_name(batch_id: int, index: int, extension: str) -> str:
     return f"generation/batch-{batch_id}/{index:06d}.{extension}"
 
 
-class GenerationBatch(models.Model):
-    """A request for many images from one model, run by a worker on the `gpu` queue, with its progress."""
+class GenerationBatch(BackgroundJob):
+    """A request for many images from one model, run by a worker on the `gpu` queue (`jobs.runner`), with its
+    progress; `total` is the number of images requested."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        CANCELLED = "cancelled", "Cancelled"
-        FAILED = "failed", "Failed"
-
-    FINISHED = (Status.DONE, Status.CANCELLED, Status.FAILED)
+    task_name = "generation.tasks.run_batch"
+    task_pk_argument = "batch_pk"
+    item_relation = "images"
+    item_order = "index"
+    job_noun = "generation batch"
 
     name = models.CharField(max_length=200, help_text="A name for the batch, shown to coordinators.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -76,24 +75,6 @@ class GenerationBatch(models.Model):
     )
     dicom_study_uid = models.CharField(max_length=64, blank=True, help_text="One DICOM study for the whole batch.")
     dicom_series_uid = models.CharField(max_length=64, blank=True, help_text="One DICOM series for the whole batch.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    total = models.PositiveIntegerField(default=0, help_text="Number of images requested.")
-    error = models.TextField(blank=True, help_text="Why the batch as a whole failed (per-image errors are on images).")
-    runs = models.PositiveSmallIntegerField(
-        default=0, help_text="How many times a worker started or resumed the batch."
-    )
-    run_log = models.JSONField(
-        default=list, blank=True, help_text="One entry per run: worker, process, start time, model load time."
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of life from the worker running the batch."
-    )
-    requeued_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the batch was last sent to a worker again after its worker went quiet."
-    )
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -101,10 +82,6 @@ class GenerationBatch(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
 
 
 class BatchImage(models.Model):

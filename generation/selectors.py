@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from generation.lora import WEIGHT_SUFFIXES
 from generation.models import BatchImage, BatchImageCase, GenerationBatch
-from generation.services import is_demo_model, model_roots
+from generation.roots import is_demo_model, model_roots
 
 GALLERY_PAGE_SIZE = 48
 
@@ -49,10 +49,10 @@ def batch_progress(*, batch: GenerationBatch) -> BatchProgress:
 
 
 def batch_is_stalled(*, batch: GenerationBatch) -> bool:
-    """Running, but its worker has not reported for longer than GENERATION_STALE_AFTER_SECONDS."""
+    """Running, but its worker has not reported for longer than JOB_STALE_AFTER_SECONDS."""
     if batch.status != GenerationBatch.Status.RUNNING or batch.heartbeat_at is None:
         return False
-    return timezone.now() - batch.heartbeat_at > timedelta(seconds=settings.GENERATION_STALE_AFTER_SECONDS)
+    return timezone.now() - batch.heartbeat_at > timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
 
 
 def batch_list() -> QuerySet[GenerationBatch]:

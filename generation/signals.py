@@ -1,4 +1,5 @@
-"""Worker start-up hooks for generation: ML runtime settings for the process, and batches a dead worker left.
+"""Worker start-up hooks for generation: ML runtime settings for the process (re-queueing work a dead worker left
+is `jobs.signals`, for every kind of job).
 
 Connected by importing this module from `config/celery.py`. Nothing here imports Django models or ML libraries at
 import time: the Celery app is imported before Django is set up, and web processes never run these hooks.
@@ -6,12 +7,9 @@ import time: the Celery app is imported before Django is set up, and web process
 
 from __future__ import annotations
 
-import logging
 import os
 
-from celery.signals import worker_init, worker_process_init, worker_ready
-
-logger = logging.getLogger(__name__)
+from celery.signals import worker_init, worker_process_init
 
 
 def apply_worker_environment() -> None:
@@ -38,18 +36,3 @@ def _on_worker_init(**_kwargs) -> None:
 def _on_worker_process_init(**_kwargs) -> None:
     # Pool child processes (prefork): the same settings, applied in the process that runs tasks.
     apply_worker_environment()
-
-
-@worker_ready.connect
-def _on_worker_ready(**_kwargs) -> None:
-    """A worker that starts (often the one that replaces a killed worker) re-queues batches left running by a
-    worker that stopped reporting."""
-    from generation.services import batches_requeue_stale
-
-    try:
-        requeued = batches_requeue_stale()
-    except Exception:  # a worker must start even when the database is briefly unreachable
-        logger.exception("Could not check for stalled generation batches.")
-        return
-    if requeued:
-        logger.warning("Re-queued stalled generation batches: %s", ", ".join(map(str, requeued)))

@@ -10,8 +10,10 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from generation.batch_check import BatchInvalid
 from generation.forms import AddToStudyForm, BatchForm
 from generation.models import BatchImage, GenerationBatch
+from generation.roots import model_roots
 from generation.selectors import (
     batch_failures,
     batch_gallery,
@@ -21,7 +23,7 @@ from generation.selectors import (
     batch_studies,
     model_folders,
 )
-from generation.services import BatchInvalid, batch_add_to_study, batch_cancel, batch_start, model_roots
+from generation.services import batch_add_to_study, batch_cancel, batch_start
 from readerstudy.roles import coordinator_required
 
 RECENT_BATCHES = 25

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from readerstudy.models import Case, QualityFlag, Reading, Study
+from readerstudy.readings import Answer
 from readerstudy.roles import READER
-from readerstudy.services import Answer
 
 User = get_user_model()
 

@@ -17,6 +17,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from jobs.models import BackgroundJob
+
 
 def new_token() -> str:
     """An opaque, URL-safe, fixed-length identifier (128 random bits) for image URLs."""
@@ -417,14 +419,12 @@ class ReadingEvent(models.Model):
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class ImportJob(models.Model):
-    """A folder import run by a Celery worker, with its progress and per-file report in the database."""
+class ImportJob(BackgroundJob):
+    """A folder import run by a Celery worker (`jobs.runner`), with its progress and per-file report in the
+    database; `total` is the number of image files found in the folder."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+    task_name = "readerstudy.tasks.import_folder"
+    job_noun = "folder import"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -432,13 +432,7 @@ class ImportJob(models.Model):
     truth = models.CharField(max_length=10, choices=Case.Truth.choices)
     generator = models.CharField(max_length=120, blank=True)
     is_practice = models.BooleanField(default=False)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    total = models.PositiveIntegerField(default=0)
     report = models.JSONField(default=list, blank=True, help_text="One row per file, in import order.")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

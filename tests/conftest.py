@@ -99,7 +99,8 @@ def admin_user(make_user):
 
 @pytest.fixture
 def make_study(coordinator):
-    from readerstudy.services import IncomingFile, cases_import, study_create
+    from readerstudy.imports import IncomingFile, cases_import
+    from readerstudy.services import study_create
 
     def make(*, real: int = 4, synthetic: int = 4, practice: int = 0, seed_base: int = 0, **settings_values):
         status = settings_values.pop("status", "open")

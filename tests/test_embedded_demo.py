@@ -68,7 +68,7 @@ def test_demo_on_sqlite_with_phantoms_and_a_file_broker_worker(embedded_env, tmp
             "--no-imports",
             "-c",
             "from pathlib import Path; from django.contrib.auth.models import User; "
-            "from readerstudy.models import Study; from readerstudy.services import import_job_start; "
+            "from readerstudy.models import Study; from readerstudy.imports import import_job_start; "
             f"job = import_job_start(study=Study.objects.get(), created_by=User.objects.get(username='coordinator'), "
             f"folder=Path({str(folder)!r}), truth='synthetic'); print(job.pk)",
         )

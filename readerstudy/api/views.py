@@ -18,19 +18,12 @@ from readerstudy.analysis import study_analysis
 from readerstudy.api import serializers as s
 from readerstudy.api.permissions import IsCoordinator
 from readerstudy.exports import EXPORT_FORMATS, ExportUnavailable, export_file, report_payload
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.models import Case, ReaderSession, Reading, Study
+from readerstudy.readings import Answer, ReadingRejected, reading_submit
 from readerstudy.roles import READER, is_coordinator
 from readerstudy.selectors import session_current_item, study_list_for, study_reader_progress
-from readerstudy.services import (
-    Answer,
-    IncomingFile,
-    ReadingRejected,
-    cases_import,
-    reader_assign,
-    reading_submit,
-    study_create,
-    study_update,
-)
+from readerstudy.services import reader_assign, study_create, study_update
 from readerstudy.views.dashboard import export_response
 
 User = get_user_model()

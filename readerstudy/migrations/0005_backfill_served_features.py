@@ -6,7 +6,7 @@ from django.db import migrations
 def backfill(apps, schema_editor):
     from imaging.errors import ImageImportError
     from imaging.read import read_image
-    from readerstudy.services import case_features
+    from readerstudy.served_images import case_features
 
     Case = apps.get_model("readerstudy", "Case")
     for case in Case.objects.filter(served_features={}).iterator():

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from readerstudy.forms import ReadingForm
 from readerstudy.models import QUALITY_ANCHORS, QualityFlag, ReaderSession, SessionItem, Study
+from readerstudy.readings import ReadingRejected, reading_submit
 from readerstudy.roles import is_coordinator
 from readerstudy.selectors import (
     Progress,
@@ -23,7 +24,6 @@ from readerstudy.selectors import (
     session_list_for_reader,
     session_progress,
 )
-from readerstudy.services import ReadingRejected, reading_submit
 from readerstudy.serving import blinded_png_response
 
 WINDOW_PRESETS = [

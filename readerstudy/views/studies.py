@@ -10,18 +10,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from readerstudy.blinding import FEATURE_LABELS, study_blinding_audit
 from readerstudy.forms import AssignReadersForm, CaseUploadForm, FolderImportForm, StudyForm
+from readerstudy.imports import IncomingFile, cases_import, import_job_start
 from readerstudy.models import Case, ImportJob, ReaderSession, Study
 from readerstudy.roles import coordinator_required
 from readerstudy.selectors import study_case_counts, study_reader_progress
-from readerstudy.services import (
-    IncomingFile,
-    cases_import,
-    import_job_start,
-    reader_assign,
-    reader_unassign,
-    study_create,
-    study_update,
-)
+from readerstudy.services import reader_assign, reader_unassign, study_create, study_update
 from readerstudy.serving import blinded_png_response
 
 

@@ -12,7 +12,8 @@ from cleanup import tasks
 from cleanup.models import CleanupItem
 from cleanup.ocr import tesseract_available
 from cleanup.pipeline import CleanupConfig
-from cleanup.services import cleanup_job_run, cleanup_job_start
+from cleanup.services import cleanup_job_start
+from cleanup.worker import cleanup_job_run
 from tests.browser.conftest import log_in
 from tests.cleanup.test_services import make_phantom_study
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.ml, pytest.ma
 @pytest.fixture(scope="module")
 def demo_model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("diffusers")
-    from generation.services import demo_model_build
+    from generation.demo import demo_model_build
 
     root = tmp_path_factory.mktemp("model-root")
     assert demo_model_build(model_root=root).built

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from cleanup.models import CleanupItem, CleanupJob
 from cleanup.ocr import tesseract_available
-from cleanup.services import cleanup_job_run
+from cleanup.worker import cleanup_job_run
 from readerstudy.services import reader_assign
 from tests.cleanup.test_services import make_phantom_study, no_queue, run_job  # noqa: F401
 from tests.cleanup.test_services_batch import make_batch

@@ -15,12 +15,8 @@ from scipy.ndimage import binary_dilation
 from cleanup.models import CleanupItem
 from cleanup.ocr import tesseract_available
 from cleanup.pipeline import CleanupConfig
-from cleanup.services import (
-    CleanupRefused,
-    cleanup_item_accept,
-    cleanup_item_reject,
-    cleanup_job_accept_unchanged,
-)
+from cleanup.review import cleanup_item_accept, cleanup_item_reject, cleanup_job_accept_unchanged
+from cleanup.services import CleanupRefused
 from imaging.normalise import describe_served, normalise_for_serving
 from imaging.read import read_image, sha256_hex
 from readerstudy.services import reader_assign

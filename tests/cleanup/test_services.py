@@ -14,17 +14,22 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from cleanup import services
-from cleanup.models import CleanupItem, CleanupJob
+from cleanup import worker
+from cleanup.item_files import item_cleaned_pixels
+from cleanup.models import CleanupItem, CleanupJob, item_file_name
 from cleanup.ocr import tesseract_available
 from cleanup.pipeline import CleanupConfig
 from cleanup.rendered_text import render_text
-from cleanup.services import CleanupRefused, cleanup_job_cancel, cleanup_job_run, cleanup_job_start
+from cleanup.services import CleanupRefused, cleanup_job_cancel, cleanup_job_start
+from cleanup.worker import cleanup_job_run
 from imaging.normalise import normalise_for_serving
 from imaging.phantom import chest_phantom
 from imaging.png import encode_png_gray8, to_uint8
+from imaging.read import read_image
+from jobs.runner import MAX_RUNS, requeue_stale
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.models import Case, Study
-from readerstudy.services import IncomingFile, cases_import, study_create
+from readerstudy.services import study_create
 from tests.conftest import open_for_reading
 
 pytestmark = [
@@ -168,7 +173,7 @@ def test_the_served_content_box_is_where_the_rendering_puts_the_image(width, hei
             )
         )
     )
-    assert served.getbbox() == _bbox(services.served_content_box(case=case, study=study))
+    assert served.getbbox() == _bbox(worker.served_content_box(case=case, study=study))
 
 
 def _bbox(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -208,7 +213,7 @@ def test_an_interrupted_job_resumes_without_duplicates_or_gaps(coordinator, no_q
         coordinator, [("real", "PORTABLE"), ("synthetic", "AP"), ("real", None), ("synthetic", "L R")]
     )
     job = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.order_by("id")), config=FAST)
-    real_clean_item = services._clean_item
+    real_clean_item = worker._clean_item
     calls = []
 
     def dies_on_the_second_image(item, job, stages, config, written):
@@ -217,7 +222,7 @@ def test_an_interrupted_job_resumes_without_duplicates_or_gaps(coordinator, no_q
         if len(calls) == 2:
             raise WorkerKilled  # after the image's files were written, before it was recorded
 
-    monkeypatch.setattr(services, "_clean_item", dies_on_the_second_image)
+    monkeypatch.setattr(worker, "_clean_item", dies_on_the_second_image)
     with pytest.raises(WorkerKilled):
         cleanup_job_run(job_pk=job.pk)
     job.refresh_from_db()
@@ -227,10 +232,10 @@ def test_an_interrupted_job_resumes_without_duplicates_or_gaps(coordinator, no_q
     # The service deleted what it wrote when WorkerKilled passed through; a worker killed for real leaves its files
     # behind, so put one back as such a worker would.
     second = job.items.get(position=1)
-    stale = services.item_file_name(job.pk, second.pk, "mask")
+    stale = item_file_name(job.pk, second.pk, "mask")
     default_storage.save(stale, io.BytesIO(b"left by a dead worker"))
 
-    monkeypatch.setattr(services, "_clean_item", real_clean_item)
+    monkeypatch.setattr(worker, "_clean_item", real_clean_item)
     job = cleanup_job_run(job_pk=job.pk)
     assert job.status == CleanupJob.Status.DONE and job.runs == 2
     items = list(job.items.order_by("position"))
@@ -247,14 +252,14 @@ def test_an_interrupted_job_resumes_without_duplicates_or_gaps(coordinator, no_q
 def test_cancelling_stops_the_job_before_its_next_image(coordinator, no_queue, monkeypatch):
     study = make_phantom_study(coordinator, [("real", None), ("synthetic", None), ("real", None)])
     job = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()), config=FAST)
-    real_next = services._run_next_item
+    real_next = worker._run_next_item
 
     def cancel_after_the_first(job_, stages, config):
         more = real_next(job_, stages, config)
         cleanup_job_cancel(job=job_)
         return more
 
-    monkeypatch.setattr(services, "_run_next_item", cancel_after_the_first)
+    monkeypatch.setattr(worker, "_run_next_item", cancel_after_the_first)
     job = cleanup_job_run(job_pk=job.pk)
     assert job.status == CleanupJob.Status.CANCELLED and job.finished_at is not None
     assert list(job.items.values_list("status", flat=True).order_by("position")) == ["done", "pending", "pending"]
@@ -266,7 +271,7 @@ def test_cancelling_stops_the_job_before_its_next_image(coordinator, no_queue, m
 def test_a_job_started_too_often_fails_instead_of_taking_more_workers_down(coordinator, no_queue):
     study = make_phantom_study(coordinator, [("real", None)])
     job = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()))
-    CleanupJob.objects.filter(pk=job.pk).update(runs=services.MAX_RUNS, status="running")
+    CleanupJob.objects.filter(pk=job.pk).update(runs=MAX_RUNS, status="running")
     job = cleanup_job_run(job_pk=job.pk)
     assert job.status == CleanupJob.Status.FAILED and "started 5 times" in job.error
     assert job.items.get().status == CleanupItem.Status.PENDING
@@ -288,7 +293,7 @@ def test_starting_refuses_what_cannot_run_and_creates_nothing(coordinator, no_qu
     assert "Unknown mode" in refused(mode="scrub").message
     settings.MODEL_ROOT = tmp_path / "models"
     outside = refused(config=CleanupConfig(sam_checkpoint="/etc/passwd"))
-    assert "outside the model folders" in outside.errors["sam_checkpoint"]
+    assert "is not inside a model folder root" in outside.errors["sam_checkpoint"]
     (tmp_path / "models").mkdir()
     missing = refused(config=CleanupConfig(inpainting_model="sd2-inpainting"))
     assert "not a diffusers inpainting model folder" in missing.errors["inpainting_model"]
@@ -335,17 +340,15 @@ def test_the_sam_and_stable_diffusion_path_runs_with_tiny_offline_models(
     assert job.config["sam_checkpoint"] == str(tiny_sam_checkpoint)
     # Outside the mask the stored cleaned image is the original, exactly.
     case = item.case
-    original = services.read_image(stored_bytes(case.original)).pixels
+    original = read_image(stored_bytes(case.original)).pixels
     mask = np.asarray(Image.open(io.BytesIO(stored_bytes(item.mask)))) > 0
-    assert np.array_equal(services.item_cleaned_pixels(item)[~mask], original[~mask])
+    assert np.array_equal(item_cleaned_pixels(item)[~mask], original[~mask])
 
 
 def test_jobs_whose_worker_went_quiet_are_sent_to_a_worker_again_once(coordinator, django_capture_on_commit_callbacks):
     from datetime import timedelta
 
     from django.utils import timezone
-
-    from cleanup.services import cleanup_jobs_requeue_stale
 
     study = make_phantom_study(coordinator, [("real", None)])
     with django_capture_on_commit_callbacks(execute=False):
@@ -359,9 +362,9 @@ def test_jobs_whose_worker_went_quiet_are_sent_to_a_worker_again_once(coordinato
         status=CleanupJob.Status.RUNNING, started_at=long_ago, heartbeat_at=timezone.now()
     )
     with django_capture_on_commit_callbacks(execute=False) as sent:
-        assert cleanup_jobs_requeue_stale() == [quiet.pk]
+        assert requeue_stale(CleanupJob) == [quiet.pk]
     assert len(sent) == 1
     # Sent once: a second check right after does not send it again while the new worker picks it up.
     with django_capture_on_commit_callbacks(execute=False) as sent_again:
-        assert cleanup_jobs_requeue_stale() == []
+        assert requeue_stale(CleanupJob) == []
     assert not sent_again

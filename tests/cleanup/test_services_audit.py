@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cleanup.ocr import tesseract_available
-from cleanup.services import cleanup_item_accept, cleanup_job_accept_unchanged
+from cleanup.review import cleanup_item_accept, cleanup_job_accept_unchanged
 from readerstudy.blinding import FEATURE_LABELS, study_blinding_audit, treatment_audit
 from tests.cleanup.test_services import make_phantom_study, no_queue, run_job  # noqa: F401
 

@@ -17,14 +17,10 @@ from PIL import Image
 
 from cleanup.models import CleanupItem, CleanupJob
 from cleanup.ocr import tesseract_available
-from cleanup.services import (
-    CleanupRefused,
-    cleanup_item_accept,
-    cleanup_item_reject,
-    cleanup_job_run,
-    cleanup_job_start_for_batch,
-)
+from cleanup.review import cleanup_item_accept, cleanup_item_reject
+from cleanup.services import CleanupRefused, cleanup_job_start_for_batch
 from cleanup.tasks import run_cleanup_job
+from cleanup.worker import cleanup_job_run
 from generation.models import BatchImage, GenerationBatch, image_file_name
 from generation.services import batch_add_to_study
 from imaging.read import read_image, sha256_hex

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from generation.models import GenerationBatch
-from generation.services import batch_run
+from generation.worker import batch_run
 from readerstudy.models import Case
 
 pytestmark = [pytest.mark.ml, pytest.mark.django_db]

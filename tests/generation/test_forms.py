@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from generation.forms import BatchForm
 from generation.models import BatchImage, GenerationBatch
+from generation.roots import DEMO_MARKER
 from generation.selectors import model_folders
-from generation.services import DEMO_MARKER
 
 pytestmark = [pytest.mark.ml, pytest.mark.django_db]
 

@@ -19,25 +19,19 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
-from generation import services
+from generation import worker
+from generation.batch_check import BatchInvalid, BatchRequest, parse_template_fields, prompts_from_template
+from generation.demo import demo_model_build
 from generation.lora import check_adapter_dir
 from generation.models import BatchImage, BatchImageCase, GenerationBatch
 from generation.pipeline import GenerationError, GenerationSettings, check_model_dir
 from generation.prompts import PromptError
-from generation.services import (
-    BatchInvalid,
-    BatchRequest,
-    batch_add_to_study,
-    batch_cancel,
-    batch_run,
-    batch_start,
-    batches_requeue_stale,
-    demo_model_build,
-    parse_template_fields,
-    prompts_from_template,
-)
+from generation.roots import is_demo_model
+from generation.services import batch_add_to_study, batch_cancel, batch_start
+from generation.worker import batch_run
 from imaging.png import read_png_chunks
 from imaging.read import sha256_hex
+from jobs.runner import MAX_RUNS, requeue_stale
 from readerstudy.models import Case
 from readerstudy.services import reader_assign
 
@@ -186,7 +180,7 @@ def test_a_run_stopped_mid_chunk_leaves_exactly_its_rows_pending_and_the_next_ru
     db, coordinator, tiny_model_dir, django_capture_on_commit_callbacks, monkeypatch, settings
 ):
     batch = start(coordinator, request_for(tiny_model_dir), django_capture_on_commit_callbacks)
-    real_generate = services._generate
+    real_generate = worker._generate
     calls = []
 
     def dies_in_the_second_chunk(generator, rows, settings_):
@@ -196,7 +190,7 @@ def test_a_run_stopped_mid_chunk_leaves_exactly_its_rows_pending_and_the_next_ru
             raise SystemExit("worker stopped")  # after generating, before anything is committed
         return results
 
-    monkeypatch.setattr(services, "_generate", dies_in_the_second_chunk)
+    monkeypatch.setattr(worker, "_generate", dies_in_the_second_chunk)
     with pytest.raises(SystemExit):
         batch_run(batch_pk=batch.pk)
     batch.refresh_from_db()
@@ -206,7 +200,7 @@ def test_a_run_stopped_mid_chunk_leaves_exactly_its_rows_pending_and_the_next_ru
     assert not default_storage.exists(f"generation/batch-{batch.pk}/000002.png"), "the stopped chunk left no file"
 
     # A run finding a fresh heartbeat leaves the batch to the live worker; a stale one takes over.
-    monkeypatch.setattr(services, "_generate", real_generate)
+    monkeypatch.setattr(worker, "_generate", real_generate)
     assert batch_run(batch_pk=batch.pk).status == "running"
     assert GenerationBatch.objects.get(pk=batch.pk).runs == 1
     GenerationBatch.objects.filter(pk=batch.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
@@ -225,7 +219,7 @@ def test_one_failing_image_is_recorded_and_the_rest_go_on(
 ):
     request = request_for(tiny_model_dir, write_dicom=True, prompts=("a", "b", "c", "d", "e", "f"))
     batch = start(coordinator, request, django_capture_on_commit_callbacks)
-    generator = services.batch_generator(batch)
+    generator = worker.batch_generator(batch)
     real_generate = generator.generate
 
     def out_of_memory_for_seed_1002(prompts, seeds, settings_):
@@ -233,7 +227,7 @@ def test_one_failing_image_is_recorded_and_the_rest_go_on(
             raise GenerationError("Out of memory on cpu generating one 64x64 image in float32.")
         return real_generate(prompts, seeds, settings_)
 
-    real_dicom = services.synthetic_dicom
+    real_dicom = worker.synthetic_dicom
 
     def dicom_fails_for_image_4(batch_, row, image):
         if row.index == 4:
@@ -241,7 +235,7 @@ def test_one_failing_image_is_recorded_and_the_rest_go_on(
         return real_dicom(batch_, row, image)
 
     monkeypatch.setattr(generator, "generate", out_of_memory_for_seed_1002)
-    monkeypatch.setattr(services, "synthetic_dicom", dicom_fails_for_image_4)
+    monkeypatch.setattr(worker, "synthetic_dicom", dicom_fails_for_image_4)
     batch = batch_run(batch_pk=batch.pk)
     assert batch.status == "done" and batch.error == ""
     images = {image.index: image for image in batch.images.all()}
@@ -291,7 +285,7 @@ def test_a_cancel_answered_during_a_chunk_throws_that_chunk_away(coordinator, ti
     monkeypatch.setattr(tasks.run_batch, "delay", lambda **kwargs: queued.append(kwargs))
     batch = batch_start(created_by=coordinator, request=request_for(tiny_model_dir))
     assert queued == [{"batch_pk": batch.pk}], "queued once the batch's transaction committed"
-    real_generate = services._generate
+    real_generate = worker._generate
     chunks = []
 
     def cancel_during_the_second_chunk(generator, rows, settings_):
@@ -306,7 +300,7 @@ def test_a_cancel_answered_during_a_chunk_throws_that_chunk_away(coordinator, ti
             assert answered == ["cancelled"]
         return results
 
-    monkeypatch.setattr(services, "_generate", cancel_during_the_second_chunk)
+    monkeypatch.setattr(worker, "_generate", cancel_during_the_second_chunk)
     batch = batch_run(batch_pk=batch.pk)
     assert batch.status == "cancelled" and chunks == [[0, 1], [2, 3]]
     assert sorted(batch.images.filter(status="done").values_list("index", flat=True)) == [0, 1]
@@ -326,17 +320,17 @@ def _cancel_in_own_connection(batch_pk: int) -> str:
 def test_quiet_running_batches_are_sent_to_a_worker_again_once(
     db, coordinator, tiny_model_dir, django_capture_on_commit_callbacks, settings
 ):
-    settings.GENERATION_STALE_AFTER_SECONDS = 60
+    settings.JOB_STALE_AFTER_SECONDS = 60
     quiet = start(coordinator, request_for(tiny_model_dir), django_capture_on_commit_callbacks)
     alive = start(coordinator, request_for(tiny_model_dir), django_capture_on_commit_callbacks)
     long_ago = timezone.now() - timedelta(minutes=5)
     GenerationBatch.objects.filter(pk=quiet.pk).update(status="running", heartbeat_at=long_ago, started_at=long_ago)
     GenerationBatch.objects.filter(pk=alive.pk).update(status="running", heartbeat_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert batches_requeue_stale() == [quiet.pk]
+        assert requeue_stale(GenerationBatch) == [quiet.pk]
     assert len(callbacks) == 1
     # Until the new run reports, a second check does not queue it again.
-    assert batches_requeue_stale() == []
+    assert requeue_stale(GenerationBatch) == []
     assert GenerationBatch.objects.get(pk=quiet.pk).requeued_at is not None
 
 
@@ -356,9 +350,9 @@ def test_a_batch_whose_task_could_not_be_queued_is_sent_when_a_worker_starts(coo
     assert "Connection refused" in batch.error
     sent = []
     monkeypatch.setattr(tasks.run_batch, "delay", lambda **kwargs: sent.append(kwargs))
-    assert batches_requeue_stale() == [batch.pk] and sent == [{"batch_pk": batch.pk}]
+    assert requeue_stale(GenerationBatch) == [batch.pk] and sent == [{"batch_pk": batch.pk}]
     batch.refresh_from_db()
-    assert batch.error == "" and batches_requeue_stale() == []
+    assert batch.error == "" and requeue_stale(GenerationBatch) == []
 
 
 def test_a_batch_whose_workers_keep_dying_fails_instead_of_looping(
@@ -366,7 +360,7 @@ def test_a_batch_whose_workers_keep_dying_fails_instead_of_looping(
 ):
     batch = start(coordinator, request_for(tiny_model_dir), django_capture_on_commit_callbacks)
     long_ago = timezone.now() - timedelta(hours=1)
-    GenerationBatch.objects.filter(pk=batch.pk).update(status="running", heartbeat_at=long_ago, runs=services.MAX_RUNS)
+    GenerationBatch.objects.filter(pk=batch.pk).update(status="running", heartbeat_at=long_ago, runs=MAX_RUNS)
     batch = batch_run(batch_pk=batch.pk)
     assert batch.status == "failed" and "started 5 times" in batch.error
 
@@ -432,7 +426,7 @@ def test_the_demo_model_is_built_once_and_loads(tmp_path, monkeypatch):
     first = demo_model_build(model_root=tmp_path)
     assert first.built and first.model_dir == tmp_path / "demo-tiny-sd"
     assert check_model_dir(first.model_dir) == []
-    assert services.is_demo_model(first.model_dir) and check_adapter_dir(first.adapter_dir).rank == 4
+    assert is_demo_model(first.model_dir) and check_adapter_dir(first.adapter_dir).rank == 4
     second = demo_model_build(model_root=tmp_path)
     assert not second.built and second.message.startswith("Demo model found")
     # A folder of the same name that is not the demo's is never replaced.
@@ -440,6 +434,6 @@ def test_the_demo_model_is_built_once_and_loads(tmp_path, monkeypatch):
     (other / "demo-tiny-sd").mkdir(parents=True)
     refused = demo_model_build(model_root=other)
     assert refused.model_dir is None and "is not the demo's" in refused.message
-    monkeypatch.setattr(services, "_ml_available", lambda: False)
+    monkeypatch.setattr("generation.demo.ml_available", lambda: False)
     skipped = demo_model_build(model_root=tmp_path / "no-ml")
     assert skipped.model_dir is None and "torch, diffusers and transformers are not installed" in skipped.message

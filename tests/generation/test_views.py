@@ -10,9 +10,11 @@ import pydicom
 import pytest
 from django.urls import reverse
 
+from generation.batch_check import BatchRequest
 from generation.models import GenerationBatch
 from generation.pipeline import GenerationSettings
-from generation.services import BatchRequest, batch_run, batch_start
+from generation.services import batch_start
+from generation.worker import batch_run
 from readerstudy.models import Case
 
 pytestmark = [pytest.mark.ml, pytest.mark.django_db]

@@ -2,7 +2,7 @@
 the model loaded once per worker, a worker killed with SIGKILL mid-batch and replaced, and a cancel.
 
 Workers run with ML_CPU_THREADS=1 (the demo's setting on small CPUs) and a short heartbeat, so that a killed
-worker is noticed in seconds: GENERATION_STALE_AFTER_SECONDS=3 with a beat every half second.
+worker is noticed in seconds: JOB_STALE_AFTER_SECONDS=3 with a beat every half second.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.batch_check import BatchRequest
 from generation.models import BatchImage, GenerationBatch
 from generation.pipeline import GenerationSettings
-from generation.services import BatchRequest, batch_cancel, batch_start
+from generation.services import batch_cancel, batch_start
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.ml, pytest.mark.django_db(transaction=True)]
@@ -36,8 +37,8 @@ def worker_env(settings, tiny_model_dir: Path, tiny_peft_adapter_dir: Path) -> d
         "MODEL_ROOT": str(tiny_model_dir.parent),
         "MODEL_EXTRA_ROOTS": str(tiny_peft_adapter_dir.parent),
         "ML_CPU_THREADS": "1",
-        "GENERATION_HEARTBEAT_SECONDS": "0.5",
-        "GENERATION_STALE_AFTER_SECONDS": str(STALE_AFTER),
+        "JOB_HEARTBEAT_SECONDS": "0.5",
+        "JOB_STALE_AFTER_SECONDS": str(STALE_AFTER),
     }
 
 

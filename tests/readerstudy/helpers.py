@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 from readerstudy.models import ReaderSession
+from readerstudy.readings import Answer, reading_submit
 from readerstudy.selectors import session_current_item
-from readerstudy.services import Answer, reading_submit
 
 
 def answer_for(session: ReaderSession, item, **overrides) -> Answer:

@@ -9,8 +9,9 @@ import pytest
 
 from readerstudy.analysis import headline, readings_version, study_analysis, study_table
 from readerstudy.models import Study
+from readerstudy.readings import Answer, reading_submit
 from readerstudy.selectors import session_current_item
-from readerstudy.services import Answer, reader_assign, reading_submit
+from readerstudy.services import reader_assign
 from readerstudy.stats import ReadingTable, build_report
 
 pytestmark = pytest.mark.django_db

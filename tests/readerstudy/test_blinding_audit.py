@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from readerstudy.services import IncomingFile, cases_import
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.stats.blinding import blinding_audit
 from tests.conftest import png_bytes
 

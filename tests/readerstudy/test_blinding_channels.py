@@ -12,8 +12,9 @@ from django.db.models import F
 from PIL import Image
 
 from readerstudy.blinding import study_blinding_audit
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.models import SessionItem
-from readerstudy.services import IncomingFile, cases_import, reader_assign
+from readerstudy.services import reader_assign
 from readerstudy.stats.blinding import blinding_audit, feature_separation, is_flagged
 
 

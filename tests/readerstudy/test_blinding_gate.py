@@ -13,8 +13,9 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from readerstudy.blinding import study_blinding_audit
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.models import Study, StudyOpening
-from readerstudy.services import IncomingFile, cases_import, reader_assign, study_update
+from readerstudy.services import reader_assign, study_update
 from tests.readerstudy.helpers import answer_next
 
 REASON = "Pilot study on the images we have; the imbalance is stated in the paper."

@@ -18,9 +18,11 @@ from django.urls import reverse
 
 from readerstudy.analysis import study_analysis, study_table
 from readerstudy.forms import StudyForm
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.ordering import balanced_order, run_limits, with_hidden_repeats
+from readerstudy.readings import Answer, reading_submit
 from readerstudy.selectors import session_current_item
-from readerstudy.services import Answer, IncomingFile, cases_import, reader_assign, reading_submit
+from readerstudy.services import reader_assign
 from readerstudy.stats import build_report
 from readerstudy.stats.formats import parse_imrmc
 from tests.conftest import png_bytes

@@ -13,8 +13,8 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from imaging.png import read_png_chunks
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.models import Case
-from readerstudy.services import IncomingFile, cases_import
 from tests.conftest import CXR_DIR, jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.django_db

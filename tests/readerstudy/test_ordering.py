@@ -4,9 +4,10 @@ from collections import Counter
 
 import pytest
 
+from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.models import SessionItem
 from readerstudy.ordering import balanced_order, longest_run, run_limits
-from readerstudy.services import IncomingFile, cases_import, reader_assign
+from readerstudy.services import reader_assign
 from tests.conftest import png_bytes
 
 

@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 
 from readerstudy.models import AppendOnlyError, Reading, ReadingEvent
+from readerstudy.readings import ReadingRejected, reading_submit
 from readerstudy.selectors import session_current_item, session_progress
-from readerstudy.services import ReadingRejected, reading_submit
 from tests.readerstudy.helpers import answer_for, answer_next
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,8 @@ def test_answers_cannot_change_unless_the_study_allows_it(session):
 
 
 def test_changes_keep_the_earlier_values_in_an_append_only_chained_history(make_study, reader):
-    from readerstudy.services import history_verify, reader_assign
+    from readerstudy.readings import history_verify
+    from readerstudy.services import reader_assign
 
     study = make_study(allow_revisit=True)
     session = reader_assign(study=study, reader=reader)

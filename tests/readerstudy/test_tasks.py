@@ -5,8 +5,9 @@ import shutil
 import pytest
 from django.urls import reverse
 
+from readerstudy.imports import import_job_run, import_job_start
 from readerstudy.models import Case, ImportJob
-from readerstudy.services import import_job_run, import_job_start, reader_assign
+from readerstudy.services import reader_assign
 from tests.conftest import png_bytes, wait_until
 
 
@@ -58,7 +59,7 @@ def test_an_interrupted_import_resumes_without_duplicates_or_gaps(
         job = import_job_start(study=study, created_by=coordinator, folder=image_folder, truth="real")
     # Simulate a worker that died after importing two files but before reporting the second one.
     first_two = [image_folder / "img-0.png", image_folder / "img-1.png"]
-    from readerstudy.services import IncomingFile, cases_import
+    from readerstudy.imports import IncomingFile, cases_import
 
     report = cases_import(
         study=study,

@@ -16,16 +16,10 @@ from django.db import transaction
 
 from imaging.png import encode_png_gray8, to_uint8
 from readerstudy.blinding import study_open_check
+from readerstudy.imports import IncomingFile, cases_import, folder_files
 from readerstudy.models import Case, Study
 from readerstudy.roles import ADMIN, COORDINATOR, READER, ensure_role_groups
-from readerstudy.services import (
-    IncomingFile,
-    cases_import,
-    folder_files,
-    reader_assign,
-    study_create,
-    study_update,
-)
+from readerstudy.services import reader_assign, study_create, study_update
 
 DEMO_STUDY_NAME = "Demo: real or synthetic chest X-ray?"
 DEMO_ACCOUNTS = [
@@ -85,7 +79,7 @@ class Command(BaseCommand):
         """The tiny random model (and LoRA) the generation page offers by default: a batch runs in seconds."""
         from django.conf import settings
 
-        from generation.services import demo_model_build
+        from generation.demo import demo_model_build
 
         self.stdout.write(demo_model_build(model_root=Path(settings.MODEL_ROOT)).message)
 
