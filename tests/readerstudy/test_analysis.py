@@ -7,8 +7,9 @@ import uuid
 import numpy as np
 import pytest
 
-from readerstudy.analysis import headline, readings_version, study_analysis, study_table
+from readerstudy.analysis import readings_version, study_analysis, study_table
 from readerstudy.models import Study
+from readerstudy.report_rows import headline
 from readerstudy.selectors import session_current_item
 from readerstudy.services import Answer, reader_assign, reading_submit
 from readerstudy.stats import ReadingTable, build_report
