@@ -284,6 +284,14 @@ class ReaderRow(Calls):
         "p (AUC = 0.5)",
     ]
 
+    @property
+    def auc_text(self) -> str:
+        return self.auc.with_ci if self.auc else DASH
+
+    @property
+    def auc_p_text(self) -> str:
+        return self.auc.p_value_text if self.auc else DASH
+
     def sheet_cells(self) -> list:
         a = self.auc
         auc = [a.value, a.se, a.ci.lower, a.ci.upper, a.p] if a else [None] * 5
@@ -458,6 +466,18 @@ class GeneratorRow:
         "sensitivity Wilson upper",
     ]
 
+    @property
+    def auc_text(self) -> str:
+        return self.auc.text if self.auc else DASH
+
+    @property
+    def auc_ci_text(self) -> str:
+        return self.auc.ci_text if self.auc else DASH
+
+    @property
+    def auc_p_text(self) -> str:
+        return self.auc.p_value_text if self.auc else DASH
+
     def sheet_cells(self) -> list:
         a = self.auc
         auc = [a.value, a.ci.lower, a.ci.upper, a.p] if a else [None] * 4
@@ -584,6 +604,14 @@ class RepeatRow:
     @property
     def reader_label(self) -> str:
         return self.reader or "All readers"
+
+    @property
+    def kappa_text(self) -> str:
+        return self.kappa.text if self.kappa else DASH
+
+    @property
+    def kappa_ci_text(self) -> str:
+        return self.kappa.ci_text if self.kappa else DASH
 
     @property
     def alpha_text(self) -> str:
