@@ -19,17 +19,23 @@ from readerstudy.plots import GRID, MUTED, STYLE, Canvas, figure_plan
 from readerstudy.report_rows import (
     DASH,
     RealismRow,
+    agreement_rows,
+    generator_rows,
     headline,
     level_text,
     mrmc_rows,
     pooled_rows,
+    quality_rows,
     reader_rows,
     realism_rows,
+    repeat_rows,
+    time_rows,
 )
 from readerstudy.stats import StudyReport
 
 A4 = (8.27, 11.69)
 PDF_MAX_READER_ROWS = 30  # what fits on the first page beside the headline
+PDF_MAX_TABLE_ROWS = 36  # what fits on a page of tables
 PDF_THUMBNAILS = 8  # the most realistic images; half as many of the least realistic follow
 PDF_BODY_HEIGHT = 10.3  # inches of an A4 page below the header
 
@@ -75,10 +81,10 @@ def report_pdf_bytes(
             body.text(0, 0.95, analysis.problem, fontsize=11, va="top", wrap=True)
             pdf.savefig(page)
         else:
-            _first_page(body, report)
+            mrmc_shown = _first_page(body, report)
             pdf.savefig(page)
-            shown = [row for row in realism_rows(report, case_names) if row.case_id in thumbnails]
-            for blocks in _pdf_pages_of(_pdf_figure_blocks(report, thumbnails, shown)):
+            _pdf_table_pages(pdf, title, _more_tables(report, with_mrmc=not mrmc_shown))
+            for blocks in _pdf_pages_of(_pdf_figure_blocks(report, thumbnails, case_names)):
                 pdf.savefig(_pdf_figure_page(title, "Figures", blocks))
         if opening:
             page, body = _pdf_page(title, "Blinding at opening")
@@ -92,8 +98,9 @@ def report_pdf_bytes(
     return buffer.getvalue()
 
 
-def _first_page(body, report: StudyReport) -> None:
-    """The headline, the pooled proportions, the reader table and (where it fits) the multi-reader table."""
+def _first_page(body, report: StudyReport) -> bool:
+    """The headline, the pooled proportions, the reader table and, where it fits, the multi-reader table (True when
+    it did)."""
     summary = headline(report)
     level = level_text(report.alpha)
     y = 0.98
@@ -131,7 +138,7 @@ def _first_page(body, report: StudyReport) -> None:
             row.accuracy.text,
             row.sensitivity.text,
             row.specificity.text,
-            row.auc.with_ci if row.auc else DASH,
+            row.auc_text,
         ]
         for row in reader_rows(report)
     ]
@@ -139,16 +146,90 @@ def _first_page(body, report: StudyReport) -> None:
     reader_table = _truncated(reader_table, PDF_MAX_READER_ROWS)
     height = _pdf_table(body, y, "Per reader", header, reader_table, [0.2, 0.1, 0.18, 0.18, 0.18, 0.16])
     y -= height + 0.04
-    mrmc = [[r.figure_label, r.analysis_label, r.estimate_text, r.ci_text, r.p_value_text] for r in mrmc_rows(report)]
-    if mrmc and y > 0.25:
-        _pdf_table(
-            body,
-            y,
-            "Multi-reader analysis (Obuchowski-Rockette, Hillis df)",
-            ["Figure", "Generalises to", "Estimate", f"{level} CI", "p"],
-            mrmc,
-            [0.16, 0.36, 0.14, 0.22, 0.12],
-        )
+    mrmc = _mrmc_table(report)
+    if mrmc[2] and y > 0.25:
+        _pdf_table(body, y, *mrmc)
+        return True
+    return not mrmc[2]
+
+
+Table = tuple[str, list[str], list[list[str]], list[float]]  # caption, header, rows, column widths
+
+
+def _mrmc_table(report: StudyReport) -> Table:
+    return (
+        "Multi-reader analysis (Obuchowski-Rockette, Hillis df)",
+        ["Figure", "Generalises to", "Estimate", f"{level_text(report.alpha)} CI", "p"],
+        [[r.figure_label, r.analysis_label, r.estimate_text, r.ci_text, r.p_value_text] for r in mrmc_rows(report)],
+        [0.16, 0.36, 0.14, 0.22, 0.12],
+    )
+
+
+def _more_tables(report: StudyReport, *, with_mrmc: bool) -> list[Table]:
+    """The tables of the pages that the first page has no room for, as the dashboard words them."""
+    level = level_text(report.alpha)
+    tables = [_mrmc_table(report)] if with_mrmc else []
+    generators = generator_rows(report)
+    if len(generators) > 1:
+        header = ["Generator", "Images", "MRMC AUC", f"{level} CI", "p", "Detected (sensitivity)"]
+        rows = [
+            [g.generator, str(g.images), g.auc_text, g.auc_ci_text, g.auc_p_text, g.sensitivity.text]
+            for g in generators
+        ]
+        widths = [0.24, 0.1, 0.13, 0.19, 0.1, 0.24]
+        tables.append(("Per generator (its synthetic images against all real images)", header, rows, widths))
+    agreement = agreement_rows(report, on_page=True)
+    if agreement:
+        rows = [[r.label, r.value_text, r.ci_text, r.note] for r in agreement]
+        header = ["Statistic", "Value", f"{level} CI", "Based on"]
+        tables.append(("Agreement between readers", header, rows, [0.42, 0.1, 0.18, 0.3]))
+    repeats = repeat_rows(report)
+    if repeats:
+        rows = [
+            [r.reader_label, str(r.pairs), r.agreement.text, r.kappa_text, r.kappa_ci_text, r.alpha_text]
+            for r in repeats
+        ]
+        header = ["Reader", "Pairs", f"Same call ({level} CI)", "Cohen's kappa", f"{level} CI", "Krippendorff's alpha"]
+        widths = [0.2, 0.08, 0.2, 0.14, 0.18, 0.2]
+        tables.append(("Consistency within readers (hidden repeats)", header, rows, widths))
+    quality = quality_rows(report)
+    if quality:
+        rows = [
+            [
+                q.field,
+                f"{q.real} (n={q.n_real})",
+                f"{q.synthetic} (n={q.n_synthetic})",
+                q.common_language,
+                q.p_value_text,
+                q.share,
+            ]
+            for q in quality
+        ]
+        header = ["Score", "Real mean ± SD", "Synthetic mean ± SD", "P(synthetic higher)", "Mann-Whitney p"]
+        header.append("Share ≥ real median")
+        tables.append(("Image quality: real vs synthetic", header, rows, [0.1, 0.18, 0.2, 0.18, 0.16, 0.18]))
+    times = time_rows(report)
+    if times:
+        rows = [[t.reader_label, t.real, t.synthetic, t.all] for t in times]
+        header = ["Reader", "Real: median (IQR)", "Synthetic: median (IQR)", "All cases"]
+        tables.append(("Reading time (active seconds)", header, rows, [0.25, 0.25, 0.25, 0.25]))
+    return tables
+
+
+def _pdf_table_pages(pdf: PdfPages, title: str, tables: list[Table]) -> None:
+    """The tables one below the other, on as many pages as they need (a long table is cut to fit one page)."""
+    page = body = None
+    y = 0.0
+    for caption, header, rows, widths in tables:
+        rows = _truncated(rows, PDF_MAX_TABLE_ROWS)
+        if page is None or y - (0.022 * (len(rows) + 1) + 0.03) < 0:
+            if page is not None:
+                pdf.savefig(page)
+            page, body = _pdf_page(title, "Tables")
+            y = 0.98
+        y -= _pdf_table(body, y, caption, header, rows, widths) + 0.04
+    if page is not None:
+        pdf.savefig(page)
 
 
 def _truncated(rows: list[list[str]], limit: int) -> list[list[str]]:
@@ -160,13 +241,14 @@ def _truncated(rows: list[list[str]], limit: int) -> list[list[str]]:
 
 
 def _pdf_figure_blocks(
-    report: StudyReport, thumbnails: dict[int, bytes], shown: list[RealismRow]
+    report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]
 ) -> list[tuple[Callable, float]]:
     """The figures, each with the height it takes on a page (inches), then the thumbnail gallery."""
     blocks: list[tuple[Callable, float]] = [
         (plan.draw, min(PDF_BODY_HEIGHT, plan.height)) for plan in figure_plan(report)
     ]
     if thumbnails and report.realism is not None:
+        shown = [row for row in realism_rows(report, names) if row.case_id in thumbnails]  # in rank order
         blocks.append((lambda f: _draw_gallery(f, shown, thumbnails), 6.0))
     return blocks
 

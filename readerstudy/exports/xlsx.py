@@ -7,32 +7,10 @@ import io
 import math
 from collections.abc import Iterable, Iterator
 
+from readerstudy import report_rows as rows
 from readerstudy.analysis import StudyAnalysis, study_analysis
 from readerstudy.exports.long_csv import reading_rows
 from readerstudy.models import Study
-from readerstudy.report_rows import (
-    ROC_POINTS_HEADER,
-    AgreementRow,
-    GeneratorRow,
-    MrmcRow,
-    PooledRow,
-    QualityRow,
-    ReaderRow,
-    RealismRow,
-    RepeatRow,
-    TimeRow,
-    agreement_rows,
-    generator_rows,
-    mrmc_rows,
-    pooled_rows,
-    quality_rows,
-    reader_rows,
-    realism_rows,
-    repeat_rows,
-    roc_point_rows,
-    summary_rows,
-    time_rows,
-)
 
 
 def report_xlsx(study: Study) -> bytes:
@@ -41,9 +19,9 @@ def report_xlsx(study: Study) -> bytes:
 
     analysis = study_analysis(study=study)
     workbook = Workbook(write_only=True)
-    for title, rows in report_sheets(study, analysis):
+    for title, lines in report_sheets(study, analysis):
         sheet = workbook.create_sheet(title)
-        for row in rows:
+        for row in lines:
             sheet.append([_xlsx_value(value) for value in row])
     readings = workbook.create_sheet("Readings")
     for row in reading_rows(study):
@@ -61,29 +39,35 @@ def _xlsx_value(value):
 
 def report_sheets(study: Study, analysis: StudyAnalysis) -> Iterator[tuple[str, Iterable[list]]]:
     """(title, rows with the header first) of each sheet the report can fill, in the workbook's order."""
-    yield "Summary", summary_rows(name=study.name, study_id=study.pk, analysis=analysis)
+    yield "Summary", rows.summary_rows(name=study.name, study_id=study.pk, analysis=analysis)
     report = analysis.report
     if report is None:
         return
-    yield "Per reader", _sheet(ReaderRow, reader_rows(report))
+    yield "Per reader", _sheet(rows.ReaderRow, rows.reader_rows(report))
     if report.binary is not None:
-        yield "Pooled", _sheet(PooledRow, pooled_rows(report))
-    yield "MRMC", _sheet(MrmcRow, mrmc_rows(report))
-    yield "ROC points", [ROC_POINTS_HEADER, *roc_point_rows(report)]
+        yield "Pooled", _sheet(rows.PooledRow, rows.pooled_rows(report))
+    yield "MRMC", _sheet(rows.MrmcRow, rows.mrmc_rows(report))
+    yield "ROC points", [rows.ROC_POINTS_HEADER, *rows.roc_point_rows(report)]
     if report.generators:
-        yield "Generators", _sheet(GeneratorRow, generator_rows(report))
-    yield "Agreement", _sheet(AgreementRow, agreement_rows(report))
+        yield "Generators", _sheet(rows.GeneratorRow, rows.generator_rows(report))
+    yield "Agreement", _sheet(rows.AgreementRow, rows.agreement_rows(report))
     if report.agreement.within_reader:
-        yield "Within reader", _sheet(RepeatRow, repeat_rows(report))
+        yield "Within reader", _sheet(rows.RepeatRow, rows.repeat_rows(report))
     if report.quality:
-        yield "Quality", [QualityRow.SHEET_HEADER, *(line for row in quality_rows(report) for line in row.sheet_rows())]
+        yield "Quality", _sheet_of_lines(rows.QualityRow, rows.quality_rows(report))
     if report.reading_time:
-        yield "Reading time", [TimeRow.SHEET_HEADER, *(line for row in time_rows(report) for line in row.sheet_rows())]
+        yield "Reading time", _sheet_of_lines(rows.TimeRow, rows.time_rows(report))
     if report.realism is not None:
         names = dict(study.cases.values_list("pk", "label"))
-        yield "Realism", _sheet(RealismRow, realism_rows(report, names))
+        yield "Realism", _sheet(rows.RealismRow, rows.realism_rows(report, names))
     yield "Notes", [["note"], *([note] for note in report.notes)]
 
 
-def _sheet(kind, rows) -> list[list]:
-    return [kind.SHEET_HEADER, *(row.sheet_cells() for row in rows)]
+def _sheet(kind, entries) -> list[list]:
+    """The header of a kind of row, then one line per row."""
+    return [kind.SHEET_HEADER, *(entry.sheet_cells() for entry in entries)]
+
+
+def _sheet_of_lines(kind, entries) -> list[list]:
+    """The header of a kind of row, then the lines of each row (a row that the pages show as one line)."""
+    return [kind.SHEET_HEADER, *(line for entry in entries for line in entry.sheet_rows())]

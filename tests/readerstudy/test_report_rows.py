@@ -89,8 +89,8 @@ def expected_page_rows(study) -> list[list[str]]:
             row.accuracy.text,
             row.sensitivity.text,
             row.specificity.text,
-            row.auc.with_ci if row.auc else "–",
-            row.auc.p_value_text if row.auc else "–",
+            row.auc_text,
+            row.auc_p_text,
         ]
         for row in rows
     ]
@@ -134,3 +134,18 @@ def test_a_change_of_wording_in_report_rows_shows_on_the_page_and_in_the_pdf(cli
     lines = pdf_lines(client, read)
     for shown in expected:
         assert " ".join(shown[:6]) in lines
+
+
+def test_the_pdf_prints_the_dashboards_further_tables_from_the_same_rows(client, read, coordinator):
+    client.force_login(coordinator)
+    report = study_analysis(study=read).report
+    times = [[t.reader_label, t.real, t.synthetic, t.all] for t in report_rows.time_rows(report)]
+    parser = _SectionTable("time")
+    parser.feed(client.get(reverse("study_dashboard", args=[read.pk])).content.decode())
+    assert parser.rows[1:] == times
+    lines = pdf_lines(client, read)
+    assert "Reading time (active seconds)" in lines and "Agreement between readers" in lines
+    for shown in times:
+        assert " ".join(shown) in lines
+    for row in report_rows.agreement_rows(report, on_page=True):
+        assert " ".join([row.label, row.value_text, row.ci_text, row.note]) in lines
