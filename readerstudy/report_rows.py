@@ -536,12 +536,7 @@ def agreement_rows(report: StudyReport, *, on_page: bool = False) -> tuple[Agree
     agreement = report.agreement
     rows = [
         AgreementRow(
-            f"Cohen's kappa {k.reader_a} vs {k.reader_b}",
-            "call",
-            2,
-            k.kappa.kappa,
-            k.kappa.ci,
-            k.kappa.p_value,
+            f"Cohen's kappa {k.reader_a} vs {k.reader_b}", "call", 2, k.kappa.kappa, k.kappa.ci, k.kappa.p_value
         )
         for k in agreement.pairwise_kappa
     ]

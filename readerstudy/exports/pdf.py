@@ -132,14 +132,7 @@ def _first_page(body, report: StudyReport) -> bool:
         )
         y -= 0.05
     reader_table = [
-        [
-            row.reader,
-            str(row.readings),
-            row.accuracy.text,
-            row.sensitivity.text,
-            row.specificity.text,
-            row.auc_text,
-        ]
+        [row.reader, str(row.readings), row.accuracy.text, row.sensitivity.text, row.specificity.text, row.auc_text]
         for row in reader_rows(report)
     ]
     header = ["Reader", "Readings", "Accuracy", "Sensitivity", "Specificity", "AUC (DeLong CI)"]
