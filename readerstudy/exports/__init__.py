@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from readerstudy.exports.common import XLSX, ExportFile, ExportFormat, ExportUnavailable
 from readerstudy.exports.imrmc import imrmc
-from readerstudy.exports.long_csv import READINGS_CSV_COLUMNS, reading_rows, readings_csv
+from readerstudy.exports.long_csv import CHUNK, READINGS_CSV_COLUMNS, reading_rows, readings_csv
 from readerstudy.exports.pdf import report_pdf
 from readerstudy.exports.report_json import report_json, report_payload
 from readerstudy.exports.rjafroc import rjafroc_csv, rjafroc_xlsx
@@ -15,15 +15,24 @@ from readerstudy.exports.xlsx import report_xlsx
 from readerstudy.models import Study
 
 __all__ = [
+    "CHUNK",
     "EXPORT_FORMATS",
     "READINGS_CSV_COLUMNS",
+    "XLSX",
     "ExportFile",
     "ExportFormat",
     "ExportUnavailable",
     "case_thumbnails",
     "export_file",
+    "imrmc",
     "reading_rows",
+    "readings_csv",
+    "report_json",
     "report_payload",
+    "report_pdf",
+    "report_xlsx",
+    "rjafroc_csv",
+    "rjafroc_xlsx",
 ]
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
