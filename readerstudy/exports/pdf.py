@@ -11,26 +11,13 @@ import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from readerstudy import report_rows
 from readerstudy.analysis import StudyAnalysis, study_analysis
 from readerstudy.blinding import opening_lines, study_opening_record
 from readerstudy.exports.thumbnails import case_thumbnails
 from readerstudy.models import Study
 from readerstudy.plots import GRID, MUTED, STYLE, Canvas, figure_plan
-from readerstudy.report_rows import (
-    DASH,
-    RealismRow,
-    agreement_rows,
-    generator_rows,
-    headline,
-    level_text,
-    mrmc_rows,
-    pooled_rows,
-    quality_rows,
-    reader_rows,
-    realism_rows,
-    repeat_rows,
-    time_rows,
-)
+from readerstudy.report_rows import DASH, RealismRow
 from readerstudy.stats import StudyReport
 
 A4 = (8.27, 11.69)
@@ -101,8 +88,8 @@ def report_pdf_bytes(
 def _first_page(body, report: StudyReport) -> bool:
     """The headline, the pooled proportions, the reader table and, where it fits, the multi-reader table (True when
     it did)."""
-    summary = headline(report)
-    level = level_text(report.alpha)
+    summary = report_rows.headline(report)
+    level = report_rows.level_text(report.alpha)
     y = 0.98
     if summary.available:
         body.text(0, y, "Reader-population AUC", fontsize=9, color=MUTED, va="top")
@@ -119,7 +106,7 @@ def _first_page(body, report: StudyReport) -> bool:
     else:
         body.text(0, y, summary.verdict, fontsize=10, va="top", wrap=True)
     y -= 0.12
-    pooled = pooled_rows(report)
+    pooled = report_rows.pooled_rows(report)
     if pooled:
         body.text(
             0,
@@ -133,7 +120,7 @@ def _first_page(body, report: StudyReport) -> bool:
         y -= 0.05
     reader_table = [
         [row.reader, str(row.readings), row.accuracy.text, row.sensitivity.text, row.specificity.text, row.auc_text]
-        for row in reader_rows(report)
+        for row in report_rows.reader_rows(report)
     ]
     header = ["Reader", "Readings", "Accuracy", "Sensitivity", "Specificity", "AUC (DeLong CI)"]
     reader_table = _truncated(reader_table, PDF_MAX_READER_ROWS)
@@ -152,17 +139,20 @@ Table = tuple[str, list[str], list[list[str]], list[float]]  # caption, header, 
 def _mrmc_table(report: StudyReport) -> Table:
     return (
         "Multi-reader analysis (Obuchowski-Rockette, Hillis df)",
-        ["Figure", "Generalises to", "Estimate", f"{level_text(report.alpha)} CI", "p"],
-        [[r.figure_label, r.analysis_label, r.estimate_text, r.ci_text, r.p_value_text] for r in mrmc_rows(report)],
+        ["Figure", "Generalises to", "Estimate", f"{report_rows.level_text(report.alpha)} CI", "p"],
+        [
+            [r.figure_label, r.analysis_label, r.estimate_text, r.ci_text, r.p_value_text]
+            for r in report_rows.mrmc_rows(report)
+        ],
         [0.16, 0.36, 0.14, 0.22, 0.12],
     )
 
 
 def _more_tables(report: StudyReport, *, with_mrmc: bool) -> list[Table]:
     """The tables of the pages that the first page has no room for, as the dashboard words them."""
-    level = level_text(report.alpha)
+    level = report_rows.level_text(report.alpha)
     tables = [_mrmc_table(report)] if with_mrmc else []
-    generators = generator_rows(report)
+    generators = report_rows.generator_rows(report)
     if len(generators) > 1:
         header = ["Generator", "Images", "MRMC AUC", f"{level} CI", "p", "Detected (sensitivity)"]
         rows = [
@@ -171,12 +161,12 @@ def _more_tables(report: StudyReport, *, with_mrmc: bool) -> list[Table]:
         ]
         widths = [0.24, 0.1, 0.13, 0.19, 0.1, 0.24]
         tables.append(("Per generator (its synthetic images against all real images)", header, rows, widths))
-    agreement = agreement_rows(report, on_page=True)
+    agreement = report_rows.agreement_rows(report, on_page=True)
     if agreement:
         rows = [[r.label, r.value_text, r.ci_text, r.note] for r in agreement]
         header = ["Statistic", "Value", f"{level} CI", "Based on"]
         tables.append(("Agreement between readers", header, rows, [0.42, 0.1, 0.18, 0.3]))
-    repeats = repeat_rows(report)
+    repeats = report_rows.repeat_rows(report)
     if repeats:
         rows = [
             [r.reader_label, str(r.pairs), r.agreement.text, r.kappa_text, r.kappa_ci_text, r.alpha_text]
@@ -185,7 +175,7 @@ def _more_tables(report: StudyReport, *, with_mrmc: bool) -> list[Table]:
         header = ["Reader", "Pairs", f"Same call ({level} CI)", "Cohen's kappa", f"{level} CI", "Krippendorff's alpha"]
         widths = [0.2, 0.08, 0.2, 0.14, 0.18, 0.2]
         tables.append(("Consistency within readers (hidden repeats)", header, rows, widths))
-    quality = quality_rows(report)
+    quality = report_rows.quality_rows(report)
     if quality:
         rows = [
             [
@@ -201,7 +191,7 @@ def _more_tables(report: StudyReport, *, with_mrmc: bool) -> list[Table]:
         header = ["Score", "Real mean ± SD", "Synthetic mean ± SD", "P(synthetic higher)", "Mann-Whitney p"]
         header.append("Share ≥ real median")
         tables.append(("Image quality: real vs synthetic", header, rows, [0.1, 0.18, 0.2, 0.18, 0.16, 0.18]))
-    times = time_rows(report)
+    times = report_rows.time_rows(report)
     if times:
         rows = [[t.reader_label, t.real, t.synthetic, t.all] for t in times]
         header = ["Reader", "Real: median (IQR)", "Synthetic: median (IQR)", "All cases"]
@@ -241,7 +231,7 @@ def _pdf_figure_blocks(
         (plan.draw, min(PDF_BODY_HEIGHT, plan.height)) for plan in figure_plan(report)
     ]
     if thumbnails and report.realism is not None:
-        shown = [row for row in realism_rows(report, names) if row.case_id in thumbnails]  # in rank order
+        shown = [row for row in report_rows.realism_rows(report, names) if row.case_id in thumbnails]  # in rank order
         blocks.append((lambda f: _draw_gallery(f, shown, thumbnails), 6.0))
     return blocks
 
