@@ -1,5 +1,5 @@
-"""A study's statistics from the database: its reading table, its report (cached until a reading changes) and the
-rows the dashboard, the report pages and the exports show.
+"""A study's statistics from the database: its reading table and its report, cached until a reading changes (the
+rows and labels people see are made from the report in ``readerstudy.report_rows``).
 
 Everything here reads the same analysed readings in the same order as the long CSV export, so the dashboard shows
 exactly what ``python -m readerstudy.stats`` prints for that file. Practice readings are never analysed.
@@ -7,7 +7,6 @@ exactly what ``python -m readerstudy.stats`` prints for that file. Practice read
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,9 +18,6 @@ from django.utils import timezone
 
 from readerstudy.models import Reading, Study
 from readerstudy.stats import ReadingTable, ReadingTableError, StudyReport, build_report
-from readerstudy.stats.mrmc import ModalityEstimate, MRMCResult
-from readerstudy.stats.proportions import BinaryMetrics, ConfusionMatrix, Interval, Proportion
-from readerstudy.stats.roc import AucEstimate
 
 # A study has one reading condition; the MRMC tools still want a modality, so every reading gets this one.
 MODALITY = "study"
@@ -164,161 +160,3 @@ def study_analysis(*, study: Study, alpha: float = ALPHA) -> StudyAnalysis:
     )
     cache.set(key, analysis, CACHE_SECONDS)
     return analysis
-
-
-# -- rows for people ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReaderRow:
-    """One reader's calls and ROC side by side (None where the data cannot support the figure)."""
-
-    reader: str
-    readings: int
-    metrics: BinaryMetrics | None
-    auc: AucEstimate | None
-
-    @property
-    def confusion(self) -> ConfusionMatrix | None:
-        return self.metrics.confusion if self.metrics else None
-
-
-def reader_rows(report: StudyReport) -> tuple[ReaderRow, ...]:
-    binary = {e.reader: e.metrics for e in report.binary.per_reader} if report.binary else {}
-    roc = {e.reader: e.estimate for e in report.roc.per_reader}
-    return tuple(
-        ReaderRow(
-            reader=reader,
-            readings=binary[reader].confusion.total if reader in binary else 0,
-            metrics=binary.get(reader),
-            auc=roc.get(reader),
-        )
-        for reader in report.design.readers
-    )
-
-
-ANALYSIS_LABELS = (
-    ("random_readers_random_cases", "Random readers, random cases"),
-    ("fixed_readers_random_cases", "Fixed readers, random cases"),
-    ("random_readers_fixed_cases", "Random readers, fixed cases"),
-)
-FIGURE_LABELS = {"auc": "AUC", "accuracy": "Accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity"}
-
-
-@dataclass(frozen=True)
-class MrmcRow:
-    """One Obuchowski-Rockette estimate: a figure of merit under one of the three generalisations."""
-
-    figure: str
-    analysis: str
-    analysis_label: str
-    readers: int
-    cases: int
-    estimate: ModalityEstimate
-
-    @property
-    def figure_label(self) -> str:
-        return FIGURE_LABELS[self.figure]
-
-
-def mrmc_rows(report: StudyReport) -> tuple[MrmcRow, ...]:
-    rows = []
-    for figure in FIGURE_LABELS:
-        for result in getattr(report.mrmc, figure):
-            for attribute, label in ANALYSIS_LABELS:
-                for estimate in getattr(result, attribute).modalities:
-                    rows.append(MrmcRow(figure, attribute, label, len(result.readers), result.n_cases, estimate))
-    return tuple(rows)
-
-
-@dataclass(frozen=True)
-class Headline:
-    """The study's answer to "can radiologists as a population tell these images apart?"."""
-
-    available: bool
-    estimate: ModalityEstimate | None
-    generalisation: str
-    readers: int
-    cases: int
-    verdict: str
-    tone: str  # "good" (tell apart), "bad" (cannot), "neutral" (not enough data)
-
-    @property
-    def ci(self) -> Interval | None:
-        return self.estimate.ci if self.estimate else None
-
-
-def headline(report: StudyReport | None) -> Headline:
-    """The random-readers-random-cases MRMC AUC against 0.5; with one reader, the fixed-reader one, said so."""
-    if report is None or not report.mrmc.auc:
-        return Headline(False, None, "", 0, 0, _no_headline_reason(report), "neutral")
-    result: MRMCResult = report.mrmc.auc[0]
-    estimate = result.random_readers_random_cases.modalities[0]
-    generalisation = "random readers and random cases: the result generalises to both populations"
-    if not _finite(estimate.ci.lower):
-        estimate = result.fixed_readers_random_cases.modalities[0]
-        generalisation = "fixed readers, random cases: with one reader the result describes this reader only"
-    if not (_finite(estimate.ci.lower) and _finite(estimate.ci.upper)):
-        reason = "Not enough readings for a confidence interval yet."
-        return Headline(False, estimate, generalisation, len(result.readers), result.n_cases, reason, "neutral")
-    level = f"{100 * (1 - report.alpha):g}%"
-    if estimate.ci.lower > 0.5:
-        verdict = (
-            f"Yes: readers tell synthetic from real images better than chance (the {level} confidence interval "
-            "of the AUC lies above 0.5)."
-        )
-        tone = "good"
-    elif estimate.ci.upper < 0.5:
-        verdict = (
-            f"Worse than chance: readers call synthetic images real more often than real ones (the {level} "
-            "confidence interval lies below 0.5)."
-        )
-        tone = "bad"
-    else:
-        verdict = (
-            f"Not shown: the {level} confidence interval of the AUC includes 0.5, so these readers cannot be "
-            "shown to tell the images apart better than chance."
-        )
-        tone = "bad"
-    return Headline(True, estimate, generalisation, len(result.readers), result.n_cases, verdict, tone)
-
-
-def _no_headline_reason(report: StudyReport | None) -> str:
-    if report is None:
-        return "No readings yet."
-    design = report.design
-    if design.n_real == 0 or design.n_synthetic == 0:
-        return "Readers have read only one class so far: the AUC needs readings of both real and synthetic images."
-    return (
-        "Not enough cases read by every reader yet: the multi-reader analysis needs at least two real and two "
-        "synthetic cases that every reader has answered."
-    )
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def proportion_text(proportion: Proportion | None, digits: int = 2) -> str:
-    """e.g. "0.81 (0.72–0.88)": estimate and Wilson interval, for tables and plots."""
-    if proportion is None or not proportion.trials:
-        return "–"
-    return f"{proportion.estimate:.{digits}f} ({interval_text(proportion.wilson, digits)})"
-
-
-def interval_text(interval: Interval | None, digits: int = 2) -> str:
-    if interval is None or not (_finite(interval.lower) and _finite(interval.upper)):
-        return "–"
-    separator = " to " if interval.lower < 0 else "–"  # "-0.33–-0.12" would read as a range of minus signs
-    return f"{interval.lower:.{digits}f}{separator}{interval.upper:.{digits}f}"
-
-
-def number_text(value: float | None, digits: int = 2, *, suffix: str = "") -> str:
-    """A number for people, or "–" when there is none (None, NaN or infinite)."""
-    return f"{value:.{digits}f}{suffix}" if _finite(value) else "–"
-
-
-def p_text(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"

@@ -1,5 +1,5 @@
 """The study report's figures, drawn server-side with matplotlib (Agg, no pyplot state) for the dashboard (inline
-SVG) and the PDF report (the same drawing functions on A4 pages).
+SVG) and the PDF report (``readerstudy.exports.pdf`` puts the same drawing functions on A4 pages).
 
 Real images are always blue and synthetic ones always orange; every function draws onto a Figure or SubFigure
 it is given, so one drawing serves both outputs.
@@ -16,20 +16,10 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 from django.core.cache import cache
-from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure, SubFigure
 
-from readerstudy.analysis import (
-    CACHE_SECONDS,
-    Headline,
-    StudyAnalysis,
-    headline,
-    interval_text,
-    mrmc_rows,
-    p_text,
-    proportion_text,
-    reader_rows,
-)
+from readerstudy.analysis import CACHE_SECONDS, StudyAnalysis
+from readerstudy.report_rows import Headline, headline, reader_rows
 from readerstudy.stats import StudyReport
 
 matplotlib.use("Agg")  # never a GUI backend in a web process
@@ -72,9 +62,9 @@ def draw_forest(fig: Canvas, report: StudyReport, summary: Headline) -> None:
     labels = [row.reader for row in rows]
     y = np.arange(len(rows))[::-1] + 1.5
     for position, row in zip(y, rows, strict=True):
-        lower, upper = _ci_or_point(row.auc.ci.lower, row.auc.ci.upper, row.auc.auc)
+        lower, upper = _ci_or_point(row.auc.ci.lower, row.auc.ci.upper, row.auc.value)
         ax.plot([lower, upper], [position, position], color=MUTED, linewidth=1.6, solid_capstyle="butt")
-        ax.plot(row.auc.auc, position, "o", color=INK, markersize=5)
+        ax.plot(row.auc.value, position, "o", color=INK, markersize=5)
     if summary.available and summary.estimate is not None:
         e = summary.estimate
         ax.fill(
@@ -340,217 +330,3 @@ def figure_plan(report: StudyReport) -> list[FigurePlan]:
     if report.realism is not None and report.realism.images:
         plan.append(FigurePlan("fooled", lambda f: draw_fooled(f, report), 6.4, 3.4))
     return plan
-
-
-# -- PDF report -----------------------------------------------------------------------------------------------
-
-A4 = (8.27, 11.69)
-PDF_MAX_READER_ROWS = 30  # what fits on the first page beside the headline
-
-
-def report_pdf_bytes(
-    *,
-    title: str,
-    study_id: int,
-    analysis: StudyAnalysis,
-    thumbnails: dict[int, bytes],
-    case_names: dict[int, str],
-    opening: list[str] = (),
-) -> bytes:
-    """The report as an A4 PDF: the headline and tables, then every figure, with vector text (matplotlib PdfPages).
-
-    matplotlib is already needed for the dashboard, so the PDF needs no further library (no system fonts or
-    rendering engine to install) and looks the same on every machine.
-    """
-    report = analysis.report
-    buffer = io.BytesIO()
-    with matplotlib.rc_context(STYLE), PdfPages(buffer, metadata={"Title": title, "Creator": "readerstudy"}) as pdf:
-        page, body = _pdf_page(
-            title,
-            f"Reader study report · study {study_id} · {analysis.version.count} analysed "
-            f"readings · computed {analysis.computed_at:%Y-%m-%d %H:%M} UTC",
-        )
-        if report is None:
-            body.text(0, 0.95, analysis.problem, fontsize=11, va="top", wrap=True)
-            pdf.savefig(page)
-            return buffer.getvalue()
-        summary = headline(report)
-        level = f"{100 * (1 - report.alpha):g}%"
-        y = 0.98
-        if summary.available:
-            e = summary.estimate
-            body.text(0, y, "Reader-population AUC", fontsize=9, color=MUTED, va="top")
-            body.text(0, y - 0.025, f"{e.estimate:.3f}", fontsize=26, fontweight="bold", va="top")
-            body.text(
-                0.3,
-                y - 0.02,
-                f"{level} CI {interval_text(e.ci, 3)} · p {p_text(e.p_value)} vs 0.5\n{summary.verdict}\n"
-                f"({summary.generalisation}; {summary.readers} readers, {summary.cases} cases)",
-                fontsize=9,
-                va="top",
-                wrap=True,
-            )
-        else:
-            body.text(0, y, summary.verdict, fontsize=10, va="top", wrap=True)
-        y -= 0.12
-        if report.binary is not None:
-            pooled = report.binary.pooled.metrics
-            body.text(
-                0,
-                y,
-                f"All readings pooled: accuracy {proportion_text(pooled.accuracy)}, sensitivity "
-                f"{proportion_text(pooled.sensitivity)}, specificity {proportion_text(pooled.specificity)} "
-                f"(Wilson {level} intervals).",
-                fontsize=9,
-                va="top",
-                wrap=True,
-            )
-            y -= 0.05
-        rows = reader_rows(report)
-        reader_table = [
-            [
-                row.reader,
-                str(row.readings),
-                proportion_text(row.metrics.accuracy) if row.metrics else "–",
-                proportion_text(row.metrics.sensitivity) if row.metrics else "–",
-                proportion_text(row.metrics.specificity) if row.metrics else "–",
-                f"{row.auc.auc:.2f} ({interval_text(row.auc.ci)})" if row.auc else "–",
-            ]
-            for row in rows
-        ]
-        header = ["Reader", "Readings", "Accuracy", "Sensitivity", "Specificity", "AUC (DeLong CI)"]
-        if len(reader_table) > PDF_MAX_READER_ROWS:
-            more = len(reader_table) - PDF_MAX_READER_ROWS + 1
-            reader_table = [
-                *reader_table[: PDF_MAX_READER_ROWS - 1],
-                [f"+ {more} more: see the Excel export", *[""] * 5],
-            ]
-        height = _pdf_table(body, y, "Per reader", header, reader_table, [0.2, 0.1, 0.18, 0.18, 0.18, 0.16])
-        y -= height + 0.04
-        mrmc = [
-            [
-                r.figure_label,
-                r.analysis_label,
-                f"{r.estimate.estimate:.3f}",
-                interval_text(r.estimate.ci, 3),
-                p_text(r.estimate.p_value) if r.estimate.null_value is not None else "–",
-            ]
-            for r in mrmc_rows(report)
-        ]
-        if mrmc and y > 0.25:
-            _pdf_table(
-                body,
-                y,
-                "Multi-reader analysis (Obuchowski-Rockette, Hillis df)",
-                ["Figure", "Generalises to", "Estimate", f"{level} CI", "p"],
-                mrmc,
-                [0.16, 0.36, 0.14, 0.22, 0.12],
-            )
-        pdf.savefig(page)
-
-        for blocks in _pdf_pages_of(_pdf_figure_blocks(report, thumbnails, case_names)):
-            pdf.savefig(_pdf_figure_page(title, "Figures", blocks))
-        if opening:
-            page, body = _pdf_page(title, "Blinding at opening")
-            # Plain text: a study name or reason with "$" must not become matplotlib mathtext.
-            body.text(0, 0.98, "\n".join(opening), fontsize=9, va="top", wrap=True, usetex=False, parse_math=False)
-            pdf.savefig(page)
-        if report.notes:
-            page, body = _pdf_page(title, "Notes")
-            body.text(0, 0.98, "\n\n".join(f"• {note}" for note in report.notes), fontsize=9, va="top", wrap=True)
-            pdf.savefig(page)
-    return buffer.getvalue()
-
-
-PDF_BODY_HEIGHT = 10.3  # inches of an A4 page below the header
-
-
-def _pdf_figure_blocks(
-    report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]
-) -> list[tuple[Callable, float]]:
-    """The figures, each with the height it takes on a page (inches), then the thumbnail gallery."""
-    blocks: list[tuple[Callable, float]] = [
-        (plan.draw, min(PDF_BODY_HEIGHT, plan.height)) for plan in figure_plan(report)
-    ]
-    if thumbnails and report.realism is not None:
-        blocks.append((lambda f: _draw_gallery(f, report, thumbnails, names), 6.0))
-    return blocks
-
-
-def _pdf_pages_of(blocks: list[tuple[Callable, float]]) -> list[list[tuple[Callable, float]]]:
-    pages, current, used = [], [], 0.0
-    for block in blocks:
-        if current and used + block[1] > PDF_BODY_HEIGHT:
-            pages.append(current)
-            current, used = [], 0.0
-        current.append(block)
-        used += block[1]
-    if current:
-        pages.append(current)
-    return pages
-
-
-def _pdf_figure_page(title: str, subtitle: str, blocks: list[tuple[Callable, float]]) -> Figure:
-    """An A4 page: the header, then each figure at its own height, the rest left blank."""
-    page = Figure(figsize=A4, layout="constrained")
-    heights = [A4[1] - PDF_BODY_HEIGHT, *(height for _, height in blocks)]
-    spare = A4[1] - sum(heights)
-    if spare > 0.05:
-        heights.append(spare)
-    parts = page.subfigures(len(heights), 1, height_ratios=heights)
-    parts[0].text(0.06, 0.72, title, fontsize=15, fontweight="bold", va="top")
-    parts[0].text(0.06, 0.32, subtitle, fontsize=8.5, color=MUTED, va="top")
-    for part, (draw, _) in zip(parts[1:], blocks, strict=False):
-        draw(part)
-    return page
-
-
-def _pdf_page(title: str, subtitle: str):
-    page = Figure(figsize=A4)
-    page.text(0.06, 0.965, title, fontsize=15, fontweight="bold", va="top")
-    page.text(0.06, 0.94, subtitle, fontsize=8.5, color=MUTED, va="top")
-    body = page.add_axes((0.06, 0.05, 0.88, 0.86))
-    body.set_axis_off()
-    body.set_xlim(0, 1)
-    body.set_ylim(0, 1)
-    page.subplots_adjust(top=0.9, bottom=0.05, left=0.08, right=0.95)
-    return page, body
-
-
-def _pdf_table(ax, top: float, caption: str, header: list[str], rows: list[list[str]], widths: list[float]) -> float:
-    """Draw a table below ``top`` (axes fraction) and return the height it took."""
-    row_height = 0.022
-    ax.text(0, top, caption, fontsize=10.5, fontweight="bold", va="top")
-    height = row_height * (len(rows) + 1)
-    table = ax.table(
-        cellText=rows or [["–"] * len(header)],
-        colLabels=header,
-        colWidths=widths,
-        bbox=(0, top - 0.03 - height, 1, height),
-        cellLoc="left",
-        edges="horizontal",
-    )
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    for (row, _), cell in table.get_celld().items():
-        cell.set_edgecolor(GRID)
-        if row == 0:
-            cell.set_text_props(fontweight="bold")
-            cell.set_facecolor("#f1f3f6")
-    return height + 0.03
-
-
-def _draw_gallery(fig: Canvas, report: StudyReport, thumbnails: dict[int, bytes], names: dict[int, str]) -> None:
-    """The synthetic images that have thumbnails (the caller picks the most and least realistic), best first."""
-    from PIL import Image
-
-    shown = [image for image in report.realism.images if int(image.case) in thumbnails]  # in rank order
-    grid = fig.subplots(3, 4, squeeze=False)
-    for ax in grid.ravel():
-        ax.set_axis_off()
-    for ax, image in zip(grid.ravel(), shown, strict=False):
-        with Image.open(io.BytesIO(thumbnails[int(image.case)])) as picture:
-            ax.imshow(np.asarray(picture.convert("L")), cmap="gray", vmin=0, vmax=255)
-        name = names.get(int(image.case), "")
-        ax.set_title(f"#{image.rank} · fooled {image.fooled}/{image.readers}\n{name[:22]}", fontsize=8)
-    fig.suptitle("Most realistic (top rows) and least realistic synthetic images", fontsize=11, fontweight="bold")

@@ -38,7 +38,8 @@ import numpy as np
 QUALITY_FIELDS = ("anatomy", "style", "artifacts")
 OPTIONAL_FLOAT_FIELDS = ("confidence", *QUALITY_FIELDS, "active_seconds")
 DEFAULT_MODALITY = "all"
-_COLUMNS = (
+# Every column of a long CSV that the analysis reads, in the canonical order (see `present_columns`).
+ANALYSED_COLUMNS = (
     "reader",
     "modality",
     "case",
@@ -48,8 +49,8 @@ _COLUMNS = (
     *OPTIONAL_FLOAT_FIELDS,
     "generator",
     "replicate",
-    "source_lines",
 )
+_COLUMNS = (*ANALYSED_COLUMNS, "source_lines")
 
 
 class ReadingTableError(ValueError):

@@ -7,9 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from readerstudy.analysis import headline, readings_version, study_analysis, study_table
+from readerstudy.analysis import readings_version, study_analysis, study_table
 from readerstudy.models import Study
 from readerstudy.readings import Answer, reading_submit
+from readerstudy.report_rows import headline
 from readerstudy.selectors import session_current_item
 from readerstudy.services import reader_assign
 from readerstudy.stats import ReadingTable, build_report
