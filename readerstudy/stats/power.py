@@ -259,6 +259,10 @@ class PlannedDesign:
     noncentrality: float
     power: float
 
+    @property
+    def readings(self) -> int:
+        return self.readers * self.cases
+
 
 def or_planned_design(
     components: ORComponents,
@@ -360,7 +364,7 @@ def or_study_plan(
     met = _meets(target, goal, power, half)
     cases_needed = tuple(int(search[row.argmax()]) if row.any() else None for row in met)
     meeting = [d for row in designs for d in row if _meets(target, goal, d.power, d.half_width)]
-    smallest = min(meeting, key=lambda d: (d.readers * d.cases, d.readers)) if meeting else None
+    smallest = min(meeting, key=lambda d: (d.readings, d.readers)) if meeting else None
     return StudyPlan(
         components=components,
         comparison=comparison,

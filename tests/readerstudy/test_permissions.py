@@ -115,6 +115,18 @@ PAGES = [
         {"reader": 403, "other_reader": 403, "coordinator": 302, "admin": 302},
     ),
     (
+        "plan a study",
+        lambda w: reverse("study_plan", args=[w["study"].pk]),
+        "get",
+        {"reader": 403, "other_reader": 403, "coordinator": 200, "admin": 200},
+    ),
+    (
+        "plan from typed-in components",
+        lambda w: reverse("plan"),
+        "get",
+        {"reader": 403, "other_reader": 403, "coordinator": 200, "admin": 200},
+    ),
+    (
         "api docs",
         lambda w: reverse("api_docs"),
         "get",
