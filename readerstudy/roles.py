@@ -57,14 +57,3 @@ def coordinator_required(view):
         return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def admin_required(view):
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not is_admin(request.user):
-            raise PermissionDenied("Only administrators can open this page.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
