@@ -152,6 +152,18 @@ def test_the_precision_target_tabulates_half_widths(coordinator_client, pilot):
     assert table.rows and all(text.startswith("±") for _, cells, _ in table.rows for text, _ in cells)
 
 
+@pytest.mark.parametrize(("figure", "target"), [("accuracy", "power"), ("sensitivity", "half_width")])
+def test_other_figures_of_merit_use_their_own_components(coordinator_client, pilot, figure, target):
+    response = coordinator_client.get(
+        reverse("study_plan", args=[pilot.pk]), {**GRID, "figure": figure, "target": target, "expected": "0.7"}
+    )
+    result = getattr(study_analysis(study=pilot).report.mrmc, figure)[0]
+    shown, expected = response.context["pilot"].components, or_components(result)
+    fields = ("n_cases", "var_reader", "var_error", "cov2")
+    assert [getattr(shown, name) for name in fields] == [getattr(expected, name) for name in fields]
+    assert response.context["plan"] is not None and plan_table(response).rows
+
+
 def test_a_pilot_with_one_reader_says_it_cannot_give_components(coordinator_client):
     study = StudyFactory(real=4, synthetic=4)
     read_study(study, [UserFactory(role="reader")])
