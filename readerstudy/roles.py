@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.core.exceptions import PermissionDenied
@@ -59,12 +60,17 @@ def coordinator_required(view):
     return wrapper
 
 
-def admin_required(view):
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not is_admin(request.user):
-            raise PermissionDenied("Only administrators can open this page.")
-        return view(request, *args, **kwargs)
+class RoleBackend(ModelBackend):
+    """Django's model backend, and every permission for active members of the admin group: admins manage
+    everything in the Django admin, whatever permissions their group was given. Logging in to the Django admin
+    still takes ``is_staff``."""
 
-    return wrapper
+    def has_perm(self, user_obj, perm, obj=None) -> bool:
+        if user_obj.is_active and _in_group(user_obj, ADMIN):
+            return True
+        return super().has_perm(user_obj, perm, obj)
+
+    def has_module_perms(self, user_obj, app_label) -> bool:
+        if user_obj.is_active and _in_group(user_obj, ADMIN):
+            return True
+        return super().has_module_perms(user_obj, app_label)

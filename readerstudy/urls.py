@@ -1,6 +1,6 @@
 from django.urls import path
 
-from readerstudy.views import dashboard, reading, studies
+from readerstudy.views import dashboard, planning, reading, studies
 
 urlpatterns = [
     path("", reading.home, name="home"),
@@ -19,6 +19,8 @@ urlpatterns = [
     path("studies/<int:study_pk>/readers/", studies.readers_assign, name="readers_assign"),
     path("studies/<int:study_pk>/readers/<int:session_pk>/remove/", studies.reader_remove, name="reader_remove"),
     path("studies/<int:study_pk>/dashboard/", dashboard.study_dashboard, name="study_dashboard"),
+    path("studies/<int:study_pk>/plan/", planning.study_plan, name="study_plan"),
+    path("plan/", planning.plan_from_components, name="plan"),
     path("studies/<int:study_pk>/report/", dashboard.study_report, name="study_report"),
     path("studies/<int:study_pk>/exports/<str:slug>", dashboard.study_export, name="study_export"),
 ]

@@ -15,7 +15,7 @@ from cleanup.pipeline import CleanupConfig
 from cleanup.services import cleanup_job_start
 from cleanup.worker import cleanup_job_run
 from tests.browser.conftest import log_in
-from tests.cleanup.test_services import make_phantom_study
+from tests.factories import PhantomStudyFactory
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,9 +30,9 @@ SCREENSHOTS = os.environ.get("CLEANUP_SCREENSHOTS")
 def cleaned_job(coordinator, monkeypatch):
     """Three labelled images and a clean one, cleaned here (no worker: the task message is not sent)."""
     monkeypatch.setattr(tasks.run_cleanup_job, "delay", lambda **kwargs: None)
-    study = make_phantom_study(
-        coordinator,
-        [("real", "PORTABLE"), ("synthetic", "AP"), ("real", None), ("synthetic", "SUPINE")],
+    study = PhantomStudyFactory(
+        created_by=coordinator,
+        cases=[("real", "PORTABLE"), ("synthetic", "AP"), ("real", None), ("synthetic", "SUPINE")],
         size=320,
         name="Cleanup review study",
     )

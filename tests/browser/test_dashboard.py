@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from tests.browser.conftest import log_in
-from tests.readerstudy.test_analysis import read_study
+from tests.factories import read_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

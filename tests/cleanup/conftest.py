@@ -66,3 +66,10 @@ def tiny_sd_inpainting(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_stable_diffusion(
         tmp_path_factory.mktemp("sd") / "sd2-inpainting-tiny", seed=0, inpainting=True, sample_size=8
     )
+
+
+@pytest.fixture
+def no_queue(django_capture_on_commit_callbacks):
+    """Jobs are run in-process by the test; the Celery message each start sends on commit is dropped."""
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        yield callbacks

@@ -9,8 +9,8 @@ from cleanup.models import CleanupItem, CleanupJob
 from cleanup.ocr import tesseract_available
 from cleanup.worker import cleanup_job_run
 from readerstudy.services import reader_assign
-from tests.cleanup.test_services import make_phantom_study, no_queue, run_job  # noqa: F401
-from tests.cleanup.test_services_batch import make_batch
+from tests.cleanup.helpers import run_job
+from tests.factories import PhantomBatchFactory, PhantomStudyFactory
 from tests.readerstudy.helpers import answer_next
 
 pytestmark = [
@@ -26,7 +26,7 @@ def api():
 
 
 def test_readers_and_visitors_are_refused_everywhere(api, reader, coordinator):
-    study = make_phantom_study(coordinator, [("synthetic", "AP"), ("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", "AP"), ("real", None)])
     job = run_job(study, coordinator)
     item = job.items.get(changed=True)
     calls = [
@@ -50,7 +50,9 @@ def test_readers_and_visitors_are_refused_everywhere(api, reader, coordinator):
 
 
 def test_start_watch_review_a_job(api, coordinator, django_capture_on_commit_callbacks):
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE"), ("real", None), ("synthetic", None)])
+    study = PhantomStudyFactory(
+        created_by=coordinator, cases=[("synthetic", "PORTABLE"), ("real", None), ("synthetic", None)]
+    )
     api.force_authenticate(coordinator)
     with django_capture_on_commit_callbacks(execute=False) as queued:
         response = api.post(
@@ -98,8 +100,8 @@ def test_start_watch_review_a_job(api, coordinator, django_capture_on_commit_cal
 
 
 def test_what_cannot_be_done_is_a_400_or_409_with_the_reason(api, coordinator, reader, monkeypatch, tmp_path):
-    study = make_phantom_study(coordinator, [("real", "PORTABLE")], status="open")
-    other = make_phantom_study(coordinator, [("synthetic", None)], name="Other")
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", "PORTABLE")], status="open")
+    other = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", None)], name="Other")
     api.force_authenticate(coordinator)
 
     foreign = api.post(
@@ -126,8 +128,8 @@ def test_what_cannot_be_done_is_a_400_or_409_with_the_reason(api, coordinator, r
 
 
 def test_a_generation_batch_is_cleaned_through_the_api(api, coordinator):
-    batch = make_batch(coordinator, ["AP", None])
-    study = make_phantom_study(coordinator, [("real", None)])
+    batch = PhantomBatchFactory(created_by=coordinator, texts=["AP", None])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
     api.force_authenticate(coordinator)
     both = api.post("/api/cleanup/jobs/", {"study": study.pk, "batch": batch.pk}, format="json")
     assert both.status_code == 400 and both.data["study"] == ["Give either a study or a generation batch."]

@@ -20,7 +20,8 @@ from cleanup.services import CleanupRefused
 from imaging.normalise import describe_served, normalise_for_serving
 from imaging.read import read_image, sha256_hex
 from readerstudy.services import reader_assign
-from tests.cleanup.test_services import FAST, make_phantom_study, no_queue, run_job, stored_bytes  # noqa: F401
+from tests.cleanup.helpers import FAST, run_job, stored_bytes
+from tests.factories import PhantomStudyFactory
 from tests.readerstudy.helpers import answer_next
 
 pytestmark = [
@@ -39,7 +40,7 @@ def mask_array(item) -> np.ndarray:
 
 
 def test_accepting_serves_the_cleaned_image_and_keeps_the_original(coordinator, django_capture_on_commit_callbacks):
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE"), ("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", "PORTABLE"), ("real", None)])
     job = run_job(study, coordinator)
     item = job.items.get(changed=True)
     case = item.case
@@ -70,7 +71,7 @@ def test_accepting_serves_the_cleaned_image_and_keeps_the_original(coordinator, 
 
 def test_served_at_its_native_size_every_pixel_outside_the_mask_is_unchanged(coordinator):
     """Display size 512 = native 512 px: no resampling, so served = rounded original outside the mask, exactly."""
-    study = make_phantom_study(coordinator, [("real", "PORTABLE")], size=512)
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", "PORTABLE")], size=512)
     case = study.cases.get()
     uncleaned = served_array(case)
     job = run_job(study, coordinator)
@@ -91,7 +92,7 @@ def test_after_downscaling_every_pixel_beyond_the_filters_reach_of_the_mask_is_u
     un-cleaned served image. The check below widens each mask pixel by ceil(3 s + 1.5) = 6 input pixels
     (Chebyshev) and looks at the input pixel under each served pixel's centre, which covers that window."""
     scale = 768 / 512
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE")], size=768)
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", "PORTABLE")], size=768)
     case = study.cases.get()
     uncleaned = served_array(case)
     job = run_job(study, coordinator)
@@ -109,7 +110,7 @@ def test_after_downscaling_every_pixel_beyond_the_filters_reach_of_the_mask_is_u
 
 
 def test_an_image_cannot_change_under_readers(coordinator, reader):
-    study = make_phantom_study(coordinator, [("real", "PORTABLE")], status="open")
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", "PORTABLE")], status="open")
     session = reader_assign(study=study, reader=reader)
     job = run_job(study, coordinator)
     item = job.items.get()
@@ -129,7 +130,7 @@ def test_an_image_cannot_change_under_readers(coordinator, reader):
 
 
 def test_rejecting_keeps_a_cleanup_out_and_undoes_an_earlier_accept(coordinator):
-    study = make_phantom_study(coordinator, [("synthetic", "AP"), ("real", "SUPINE")])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", "AP"), ("real", "SUPINE")])
     initial = {case.pk: case.image_sha256 for case in study.cases.all()}
     job = run_job(study, coordinator)
     first, second = job.items.order_by("position")
@@ -149,7 +150,7 @@ def test_rejecting_keeps_a_cleanup_out_and_undoes_an_earlier_accept(coordinator)
 
 
 def test_a_later_cleanup_replaces_an_earlier_one_which_can_no_longer_undo_it(coordinator):
-    study = make_phantom_study(coordinator, [("real", "PORTABLE")])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", "PORTABLE")])
     earlier = run_job(study, coordinator).items.get()
     later = run_job(study, coordinator, config=CleanupConfig(verify=False, dilation_iterations=3)).items.get()
     cleanup_item_accept(item=earlier, reviewer=coordinator)
@@ -164,7 +165,9 @@ def test_a_later_cleanup_replaces_an_earlier_one_which_can_no_longer_undo_it(coo
 
 
 def test_accept_all_unchanged_records_the_cleanup_without_touching_any_image(coordinator, reader):
-    study = make_phantom_study(coordinator, [("real", None), ("synthetic", "AP"), ("synthetic", None)], status="open")
+    study = PhantomStudyFactory(
+        created_by=coordinator, cases=[("real", None), ("synthetic", "AP"), ("synthetic", None)], status="open"
+    )
     served = {case.pk: case.image_sha256 for case in study.cases.all()}
     job = run_job(study, coordinator)
     # Readings do not stop it: the served images do not change.
@@ -184,7 +187,7 @@ def test_accept_all_unchanged_records_the_cleanup_without_touching_any_image(coo
 
 
 def test_only_processed_images_of_a_cleaning_job_can_be_reviewed(coordinator):
-    study = make_phantom_study(coordinator, [("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
     check = run_job(study, coordinator, mode="check").items.get()
     with pytest.raises(CleanupRefused, match="A text check changes nothing"):
         cleanup_item_accept(item=check, reviewer=coordinator)
@@ -199,7 +202,7 @@ def test_only_processed_images_of_a_cleaning_job_can_be_reviewed(coordinator):
 
 def test_an_image_a_reader_has_on_screen_cannot_change_either(coordinator, reader):
     """The first two cases of an open study are on screen or prefetched as soon as a reader opens it."""
-    study = make_phantom_study(coordinator, [("real", "PORTABLE")], status="open")
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", "PORTABLE")], status="open")
     reader_assign(study=study, reader=reader)
     job = run_job(study, coordinator)
     item = job.items.get()

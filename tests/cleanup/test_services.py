@@ -19,85 +19,25 @@ from cleanup.item_files import item_cleaned_pixels
 from cleanup.models import CleanupItem, CleanupJob, item_file_name
 from cleanup.ocr import tesseract_available
 from cleanup.pipeline import CleanupConfig
-from cleanup.rendered_text import render_text
 from cleanup.services import CleanupRefused, cleanup_job_cancel, cleanup_job_start
 from cleanup.worker import cleanup_job_run
 from imaging.normalise import normalise_for_serving
-from imaging.phantom import chest_phantom
-from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import read_image
 from jobs.runner import MAX_RUNS, requeue_stale
-from readerstudy.imports import IncomingFile, cases_import
 from readerstudy.models import Case, Study
-from readerstudy.services import study_create
-from tests.conftest import open_for_reading
+from tests.cleanup.helpers import FAST, run_job, stored_bytes
+from tests.factories import PhantomStudyFactory
 
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(not tesseract_available(), reason="Debian's tesseract is not installed"),
 ]
 
-# Cleaning without the verification pass where a test does not look at residual text: it halves the time.
-FAST = CleanupConfig(verify=False)
-
-
-def phantom_pixels(seed: int, *, size: int = 256, text: str | None = None) -> np.ndarray:
-    """A chest phantom, with `text` burned in as a bright 16 px label near the bottom-left corner when given
-    (where a technologist's label sits, and where the default detector reads it reliably on these phantoms)."""
-    pixels = chest_phantom(seed, size=size)
-    if text:
-        pixels, _ = render_text(pixels, text, x=size // 8, y=size - 30, height=16)
-    return pixels
-
-
-def phantom_png(seed: int, *, size: int = 256, text: str | None = None) -> bytes:
-    return encode_png_gray8(to_uint8(phantom_pixels(seed, size=size, text=text)))
-
-
-def make_phantom_study(creator, cases: list[tuple[str, str | None]], *, size: int = 256, **settings_values) -> Study:
-    """A study with one case per (truth, text) pair, in that order; text None means a clean image."""
-    settings_values.setdefault("display_size", 512)
-    status = settings_values.pop("status", "draft")
-    study = study_create(created_by=creator, name=settings_values.pop("name", "Phantoms"), **settings_values)
-    for seed, (truth, text) in enumerate(cases):
-        report = cases_import(
-            study=study,
-            files=[IncomingFile(f"{truth}-{seed}.png", phantom_png(seed, size=size, text=text))],
-            truth=truth,
-        )
-        assert not report.errors, report.to_dict()
-    if status == "open":
-        open_for_reading(study, creator)
-    return study
-
-
-def run_job(study: Study, user, *, mode: str = "clean", config: CleanupConfig = FAST, cases=None) -> CleanupJob:
-    """Start a job on `cases` (default: all) and run it here, as a worker would."""
-    job = cleanup_job_start(
-        created_by=user,
-        study=study,
-        cases=list(cases if cases is not None else study.cases.order_by("id")),
-        mode=mode,
-        config=config,
-        scope="all" if cases is None else "selected",
-    )
-    return cleanup_job_run(job_pk=job.pk, worker="test")
-
-
-def stored_bytes(stored) -> bytes:
-    with stored.open("rb") as handle:
-        return handle.read()
-
-
-@pytest.fixture
-def no_queue(django_capture_on_commit_callbacks):
-    """Jobs are run in-process by the test; the Celery message each start sends on commit is dropped."""
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        yield callbacks
-
 
 def test_cleaning_records_every_image_and_changes_no_case_until_review(coordinator, no_queue):
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE"), ("real", None), ("real", "SUPINE")])
+    study = PhantomStudyFactory(
+        created_by=coordinator, cases=[("synthetic", "PORTABLE"), ("real", None), ("real", "SUPINE")]
+    )
     before = {case.pk: (case.image_sha256, stored_bytes(case.original)) for case in study.cases.all()}
     job = run_job(study, coordinator, config=CleanupConfig())
     assert job.status == CleanupJob.Status.DONE and job.runs == 1 and job.total == 3
@@ -136,7 +76,9 @@ def test_cleaning_records_every_image_and_changes_no_case_until_review(coordinat
 
 
 def test_check_mode_counts_text_on_the_served_images_and_records_it_on_each_case(coordinator, no_queue):
-    study = make_phantom_study(coordinator, [("real", "PORTABLE"), ("synthetic", None), ("real", None)])
+    study = PhantomStudyFactory(
+        created_by=coordinator, cases=[("real", "PORTABLE"), ("synthetic", None), ("real", None)]
+    )
     served_before = {case.pk: case.image_sha256 for case in study.cases.all()}
     job = run_job(study, coordinator, mode="check")
     assert job.status == CleanupJob.Status.DONE
@@ -182,7 +124,7 @@ def _bbox(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 
 def test_one_failing_image_is_recorded_and_the_others_go_on(coordinator, no_queue):
-    study = make_phantom_study(coordinator, [("real", None), ("synthetic", "AP"), ("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None), ("synthetic", "AP"), ("real", None)])
     broken = study.cases.order_by("id")[1]
     default_storage.delete(broken.original.name)
     default_storage.save(broken.original.name, io.BytesIO(b"\x89PNG\r\n\x1a\n not an image any more"))
@@ -196,7 +138,7 @@ def test_one_failing_image_is_recorded_and_the_others_go_on(coordinator, no_queu
 
 
 def test_a_job_whose_every_image_fails_fails_with_the_first_error(coordinator, no_queue):
-    study = make_phantom_study(coordinator, [("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
     case = study.cases.get()
     default_storage.delete(case.original.name)
     job = run_job(study, coordinator)
@@ -209,8 +151,8 @@ class WorkerKilled(BaseException):
 
 
 def test_an_interrupted_job_resumes_without_duplicates_or_gaps(coordinator, no_queue, monkeypatch):
-    study = make_phantom_study(
-        coordinator, [("real", "PORTABLE"), ("synthetic", "AP"), ("real", None), ("synthetic", "L R")]
+    study = PhantomStudyFactory(
+        created_by=coordinator, cases=[("real", "PORTABLE"), ("synthetic", "AP"), ("real", None), ("synthetic", "L R")]
     )
     job = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.order_by("id")), config=FAST)
     real_clean_item = worker._clean_item
@@ -250,7 +192,7 @@ def test_an_interrupted_job_resumes_without_duplicates_or_gaps(coordinator, no_q
 
 
 def test_cancelling_stops_the_job_before_its_next_image(coordinator, no_queue, monkeypatch):
-    study = make_phantom_study(coordinator, [("real", None), ("synthetic", None), ("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None), ("synthetic", None), ("real", None)])
     job = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()), config=FAST)
     real_next = worker._run_next_item
 
@@ -269,7 +211,7 @@ def test_cancelling_stops_the_job_before_its_next_image(coordinator, no_queue, m
 
 
 def test_a_job_started_too_often_fails_instead_of_taking_more_workers_down(coordinator, no_queue):
-    study = make_phantom_study(coordinator, [("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
     job = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()))
     CleanupJob.objects.filter(pk=job.pk).update(runs=MAX_RUNS, status="running")
     job = cleanup_job_run(job_pk=job.pk)
@@ -278,8 +220,8 @@ def test_a_job_started_too_often_fails_instead_of_taking_more_workers_down(coord
 
 
 def test_starting_refuses_what_cannot_run_and_creates_nothing(coordinator, no_queue, monkeypatch, settings, tmp_path):
-    study = make_phantom_study(coordinator, [("real", None)])
-    other = make_phantom_study(coordinator, [("synthetic", None)], name="Other")
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
+    other = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", None)], name="Other")
     cases = list(study.cases.all())
 
     def refused(**overrides) -> CleanupRefused:
@@ -310,7 +252,7 @@ def test_starting_refuses_what_cannot_run_and_creates_nothing(coordinator, no_qu
 
 
 def test_a_worker_without_tesseract_fails_the_job_with_a_clear_error(coordinator, no_queue, monkeypatch, tmp_path):
-    study = make_phantom_study(coordinator, [("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
     job = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()))
     monkeypatch.setenv("TESSERACT_CMD", str(tmp_path / "no-tesseract-here"))
     job = cleanup_job_run(job_pk=job.pk, worker="gpu1@node")
@@ -323,7 +265,7 @@ def test_the_sam_and_stable_diffusion_path_runs_with_tiny_offline_models(
     coordinator, no_queue, settings, tiny_sam_checkpoint, tiny_sd_inpainting
 ):
     settings.MODEL_EXTRA_ROOTS = [tiny_sam_checkpoint.parent, tiny_sd_inpainting.parent]
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE")])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", "PORTABLE")])
     config = CleanupConfig(
         sam_checkpoint=str(tiny_sam_checkpoint),
         inpainting_model=str(tiny_sd_inpainting),
@@ -350,7 +292,7 @@ def test_jobs_whose_worker_went_quiet_are_sent_to_a_worker_again_once(coordinato
 
     from django.utils import timezone
 
-    study = make_phantom_study(coordinator, [("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
     with django_capture_on_commit_callbacks(execute=False):
         quiet = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()), config=FAST)
         busy = cleanup_job_start(created_by=coordinator, study=study, cases=list(study.cases.all()), config=FAST)

@@ -8,7 +8,8 @@ import pytest
 from cleanup.ocr import tesseract_available
 from cleanup.review import cleanup_item_accept, cleanup_job_accept_unchanged
 from readerstudy.blinding import FEATURE_LABELS, study_blinding_audit, treatment_audit
-from tests.cleanup.test_services import make_phantom_study, no_queue, run_job  # noqa: F401
+from tests.cleanup.helpers import run_job
+from tests.factories import PhantomStudyFactory
 
 
 def rows(real: list[tuple[dict, dict]], synthetic: list[tuple[dict, dict]]) -> list[tuple[str, dict, dict]]:
@@ -80,7 +81,7 @@ def test_text_counted_on_only_some_cases_is_said():
 def test_the_study_page_warns_until_both_classes_are_cleaned_alike(client, coordinator):
     """Real images with labels, synthetic ones without: the check finds the text gap; cleaning only the synthetic
     images is a treatment gap; cleaning the real ones too and accepting them clears both warnings."""
-    study = make_phantom_study(coordinator, [("synthetic", None)] * 5 + [("real", "PORTABLE")] * 5)
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", None)] * 5 + [("real", "PORTABLE")] * 5)
     client.force_login(coordinator)
     run_job(study, coordinator, mode="check")
     page = client.get(f"/studies/{study.pk}/").content.decode()

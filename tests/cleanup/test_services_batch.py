@@ -21,11 +21,12 @@ from cleanup.review import cleanup_item_accept, cleanup_item_reject
 from cleanup.services import CleanupRefused, cleanup_job_start_for_batch
 from cleanup.tasks import run_cleanup_job
 from cleanup.worker import cleanup_job_run
-from generation.models import BatchImage, GenerationBatch, image_file_name
+from generation.models import BatchImage, GenerationBatch
 from generation.services import batch_add_to_study
-from imaging.read import read_image, sha256_hex
+from imaging.read import read_image
 from readerstudy.blinding import study_blinding_audit
-from tests.cleanup.test_services import FAST, make_phantom_study, no_queue, phantom_png, stored_bytes  # noqa: F401
+from tests.cleanup.helpers import FAST, stored_bytes
+from tests.factories import PhantomBatchFactory, PhantomStudyFactory, phantom_png
 
 pytestmark = [
     pytest.mark.django_db,
@@ -34,42 +35,10 @@ pytestmark = [
 ]
 
 
-def make_batch(creator, texts: list[str | None], *, status: str = "done", pending: int = 0) -> GenerationBatch:
-    """A batch whose image i is a phantom with label texts[i] (None: clean), plus `pending` images not made yet."""
-    batch = GenerationBatch.objects.create(
-        name="Phantom batch",
-        created_by=creator,
-        base_model_dir="/models/sd",
-        generator_label="sd-phantom",
-        steps=2,
-        guidance_scale=4.0,
-        width=256,
-        height=256,
-        status=status,
-        total=len(texts) + pending,
-    )
-    for index, text in enumerate(texts):
-        png = phantom_png(index, text=text)  # seeds whose labels the detector reads exactly
-        name = default_storage.save(image_file_name(batch.pk, index, "png"), ContentFile(png))
-        BatchImage.objects.create(
-            batch=batch,
-            index=index,
-            prompt="view_position = PA. No findings.",
-            seed=index,
-            status="done",
-            png=name,
-            png_sha256=sha256_hex(png),
-            provenance={"seed": index, "model": "sd-phantom"},
-        )
-    for index in range(len(texts), len(texts) + pending):
-        BatchImage.objects.create(batch=batch, index=index, prompt="p", seed=index)
-    return batch
-
-
 def test_a_job_chained_after_a_running_batch_waits_for_it_then_cleans_every_image(
     coordinator, monkeypatch, django_capture_on_commit_callbacks
 ):
-    batch = make_batch(coordinator, ["PORTABLE", None], status="running", pending=1)
+    batch = PhantomBatchFactory(created_by=coordinator, texts=["PORTABLE", None], status="running", pending=1)
     job = cleanup_job_start_for_batch(created_by=coordinator, batch=batch, config=FAST)
     assert (job.scope, job.mode, job.total, job.items.count()) == ("batch", "clean", 0, 0)
 
@@ -92,14 +61,14 @@ def test_a_job_chained_after_a_running_batch_waits_for_it_then_cleans_every_imag
 
 
 def test_adding_a_cleaned_batch_takes_accepted_images_cleaned_and_leaves_the_others_out(coordinator):
-    batch = make_batch(coordinator, ["PORTABLE", "AP", None, "SUPINE"])
+    batch = PhantomBatchFactory(created_by=coordinator, texts=["PORTABLE", "AP", None, "SUPINE"])
     generated = {image.index: stored_bytes(image.png) for image in batch.images.all()}
     job = cleanup_job_run(job_pk=cleanup_job_start_for_batch(created_by=coordinator, batch=batch, config=FAST).pk)
     items = {item.batch_image.index: item for item in job.items.select_related("batch_image")}
     cleanup_item_accept(item=items[0], reviewer=coordinator)
     cleanup_item_reject(item=items[1], reviewer=coordinator)
     cleanup_item_accept(item=items[2], reviewer=coordinator)  # no text found: enters as generated
-    study = make_phantom_study(coordinator, [])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[])
 
     report = batch_add_to_study(batch=batch, study=study)
     assert report.added == (0, 2)
@@ -132,24 +101,24 @@ def test_adding_a_cleaned_batch_takes_accepted_images_cleaned_and_leaves_the_oth
 
 
 def test_an_image_whose_cleanup_failed_is_refused_with_the_reason(coordinator):
-    batch = make_batch(coordinator, ["AP"])
+    batch = PhantomBatchFactory(created_by=coordinator, texts=["AP"])
     default_storage.delete(batch.images.get().png.name)  # the worker cannot read it: the cleanup fails
     job = cleanup_job_run(job_pk=cleanup_job_start_for_batch(created_by=coordinator, batch=batch).pk)
     assert job.status == CleanupJob.Status.FAILED
     default_storage.save(batch.images.get().png.name, ContentFile(phantom_png(0, text="AP")))
-    report = batch_add_to_study(batch=batch, study=make_phantom_study(coordinator, []))
+    report = batch_add_to_study(batch=batch, study=PhantomStudyFactory(created_by=coordinator, cases=[]))
     assert report.added == ()
     assert report.refused[0][1].startswith(f"Its text cleanup failed (cleanup job #{job.pk}: FileNotFoundError")
 
 
 def test_a_later_cleanup_decides_and_reviewing_a_generated_image_touches_no_case(coordinator):
-    batch = make_batch(coordinator, ["PORTABLE"])
+    batch = PhantomBatchFactory(created_by=coordinator, texts=["PORTABLE"])
     first = cleanup_job_run(job_pk=cleanup_job_start_for_batch(created_by=coordinator, batch=batch).pk)
     cleanup_item_reject(item=first.items.get(), reviewer=coordinator)
     second = cleanup_job_run(job_pk=cleanup_job_start_for_batch(created_by=coordinator, batch=batch).pk)
     item = cleanup_item_accept(item=second.items.get(), reviewer=coordinator)
     assert item.review == CleanupItem.Review.ACCEPTED and item.case_id is None
-    report = batch_add_to_study(batch=batch, study=make_phantom_study(coordinator, []))
+    report = batch_add_to_study(batch=batch, study=PhantomStudyFactory(created_by=coordinator, cases=[]))
     assert report.added == (0,)
     CleanupItem.objects.filter(pk=item.pk).update(status="failed", error="x")
     with pytest.raises(CleanupRefused, match="nothing to accept"):
@@ -162,11 +131,11 @@ def test_the_accepted_cleaned_image_is_rebuilt_from_the_generated_png(coordinato
     mask, far below an 8-bit step, so the 8-bit values agree wherever rounding is not on a knife edge)."""
     from cleanup.pipeline import clean_image
 
-    batch = make_batch(coordinator, ["PORTABLE"])
+    batch = PhantomBatchFactory(created_by=coordinator, texts=["PORTABLE"])
     job = cleanup_job_run(job_pk=cleanup_job_start_for_batch(created_by=coordinator, batch=batch, config=FAST).pk)
     item = job.items.get()
     cleanup_item_accept(item=item, reviewer=coordinator)
-    study = make_phantom_study(coordinator, [])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[])
     batch_add_to_study(batch=batch, study=study)
     imported = np.asarray(Image.open(io.BytesIO(stored_bytes(study.cases.get().original)))).astype(int)
     expected = clean_image(read_image(stored_bytes(batch.images.get().png)).pixels, FAST).cleaned

@@ -13,8 +13,9 @@ from cleanup.models import CleanupItem, CleanupJob
 from cleanup.ocr import tesseract_available
 from cleanup.pipeline import CleanupConfig
 from cleanup.services import cleanup_job_resume, cleanup_job_start
-from tests.cleanup.test_services import make_phantom_study, stored_bytes
+from tests.cleanup.helpers import stored_bytes
 from tests.conftest import wait_until
+from tests.factories import PhantomStudyFactory
 
 pytestmark = [
     pytest.mark.worker,
@@ -28,7 +29,9 @@ def finished(job_pk: int) -> CleanupJob | None:
 
 
 def test_a_worker_cleans_and_checks_a_study_and_records_a_failing_image(celery_worker_process, coordinator):
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE"), ("real", None), ("real", "AP")])
+    study = PhantomStudyFactory(
+        created_by=coordinator, cases=[("synthetic", "PORTABLE"), ("real", None), ("real", "AP")]
+    )
     broken = study.cases.order_by("id").last()
     default_storage.delete(broken.original.name)  # its original is lost: that image must fail alone
     celery_worker_process(queues="gpu")  # cleanup tasks are routed to the gpu queue
@@ -51,7 +54,7 @@ def test_a_worker_cleans_and_checks_a_study_and_records_a_failing_image(celery_w
 
 def test_a_worker_killed_mid_job_leaves_no_duplicate_and_no_gap(celery_worker_process, coordinator):
     # 512 px images with verification: about a second each here, so the worker can be killed part-way.
-    study = make_phantom_study(coordinator, [("real", "PORTABLE"), ("synthetic", None)] * 3, size=512)
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", "PORTABLE"), ("synthetic", None)] * 3, size=512)
     job = cleanup_job_start(
         created_by=coordinator, study=study, cases=list(study.cases.order_by("id")), config=CleanupConfig()
     )

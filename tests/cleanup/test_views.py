@@ -12,8 +12,8 @@ from cleanup.models import CleanupItem, CleanupJob
 from cleanup.ocr import tesseract_available
 from cleanup.worker import cleanup_job_run
 from readerstudy.services import reader_assign
-from tests.cleanup.test_services import make_phantom_study, no_queue, run_job  # noqa: F401
-from tests.cleanup.test_services_batch import make_batch
+from tests.cleanup.helpers import run_job
+from tests.factories import PhantomBatchFactory, PhantomStudyFactory
 from tests.readerstudy.helpers import answer_next
 
 pytestmark = [
@@ -26,7 +26,7 @@ pytestmark = [
 @pytest.fixture
 def cleaned_job(coordinator):
     """A finished cleaning job over one labelled and one clean case."""
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE"), ("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", "PORTABLE"), ("real", None)])
     return run_job(study, coordinator)
 
 
@@ -71,7 +71,7 @@ def test_coordinators_and_admins_reach_every_page(client, role, request, cleaned
 
 
 def test_the_form_starts_a_job_on_the_chosen_cases(client, coordinator, django_capture_on_commit_callbacks):
-    study = make_phantom_study(coordinator, [("real", None), ("synthetic", None), ("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None), ("synthetic", None), ("real", None)])
     client.force_login(coordinator)
     page = client.get(reverse("cleanup:job_new", args=[study.pk]) + "?mode=check").content.decode()
     assert re.search(r'name="mode" value="check"[^>]*checked', page)  # ?mode=check preselects the check
@@ -112,7 +112,7 @@ def form_defaults() -> dict:
 
 
 def test_the_form_names_what_cannot_run_and_starts_nothing(client, coordinator, monkeypatch, tmp_path):
-    study = make_phantom_study(coordinator, [("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", None)])
     client.force_login(coordinator)
     url = reverse("cleanup:job_new", args=[study.pk])
     monkeypatch.setenv("TESSERACT_CMD", str(tmp_path / "none"))
@@ -126,7 +126,7 @@ def test_the_form_names_what_cannot_run_and_starts_nothing(client, coordinator, 
 
 
 def test_the_job_page_polls_until_the_job_is_done(client, coordinator):
-    study = make_phantom_study(coordinator, [("synthetic", "PORTABLE"), ("real", None)])
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("synthetic", "PORTABLE"), ("real", None)])
     client.force_login(coordinator)
     client.post(reverse("cleanup:job_new", args=[study.pk]), {**form_defaults(), "verify": ""})
     job = CleanupJob.objects.get()
@@ -177,7 +177,7 @@ def test_deciding_with_htmx_swaps_in_the_next_image_to_review(client, coordinato
 
 
 def test_a_refused_decision_is_shown_on_the_review_page(client, coordinator, reader):
-    study = make_phantom_study(coordinator, [("real", "PORTABLE")], status="open")
+    study = PhantomStudyFactory(created_by=coordinator, cases=[("real", "PORTABLE")], status="open")
     answer_next(reader_assign(study=study, reader=reader))
     item = run_job(study, coordinator).items.get()
     client.force_login(coordinator)
@@ -200,7 +200,7 @@ def test_accept_all_unchanged_and_cancel_from_the_job_page(client, coordinator, 
 
 
 def test_a_generation_batch_is_cleaned_from_its_own_form(client, coordinator, reader):
-    batch = make_batch(coordinator, ["AP"], status="running")
+    batch = PhantomBatchFactory(created_by=coordinator, texts=["AP"], status="running")
     url = reverse("cleanup:job_new_for_batch", args=[batch.pk])
     client.force_login(reader)
     assert client.get(url).status_code == 403 and client.post(url, form_defaults()).status_code == 403

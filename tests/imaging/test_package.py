@@ -39,6 +39,10 @@ def test_importing_imaging_loads_neither_django_nor_ml_libraries() -> None:
 def test_decoded_pixels_are_read_only() -> None:
     decoded = read_image(pil_bytes(Image.new("L", (4, 4), 9), "PNG"))
 
+    assert not decoded.pixels.flags.writeable
     with pytest.raises(ValueError):
         decoded.pixels[0, 0] = 1.0
-    assert np.array(decoded.pixels).flags.writeable
+    # Views share the buffer and must refuse writes too (np.array would copy, and a copy is always writable).
+    assert not np.asarray(decoded.pixels).flags.writeable
+    assert not decoded.pixels[1:, 1:].flags.writeable
+    assert not decoded.pixels.T.flags.writeable

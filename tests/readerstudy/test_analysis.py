@@ -2,56 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import pytest
 
 from readerstudy.analysis import readings_version, study_analysis, study_table
-from readerstudy.models import Study
-from readerstudy.readings import Answer, reading_submit
 from readerstudy.report_rows import headline
-from readerstudy.selectors import session_current_item
-from readerstudy.services import reader_assign
 from readerstudy.stats import ReadingTable, build_report
+from tests.factories import ReadingFactory, read_study
 
 pytestmark = pytest.mark.django_db
-
-
-def answer_as(session, *, reader_index: int) -> bool:
-    """Answer the session's next item with a varied but reproducible answer; False when nothing is left."""
-    item = session_current_item(session=session)
-    if item is None:
-        return False
-    case = item.case
-    # Correct two times in three, shifted per reader, so readers differ and both kinds of error occur.
-    correct = (case.pk + reader_index) % 3 != 0
-    call = case.truth if correct else ("real" if case.truth == "synthetic" else "synthetic")
-    values = {
-        "call": call,
-        "confidence": 1 + (case.pk * (reader_index + 2)) % session.study.confidence_levels,
-        "submission_id": uuid.uuid4(),
-        "active_ms": 1500 + 137 * case.pk + 50 * reader_index,
-    }
-    if session.study.asks_quality_for(case):
-        shift = 1 if case.truth == "real" else 0
-        values.update(
-            anatomy=1 + (case.pk + reader_index + shift) % 5,
-            style=min(5, 2 + (case.pk + shift) % 4),
-            artifacts=1 + (2 * case.pk + reader_index) % 5,
-        )
-    reading_submit(session=session, item_token=item.token, answer=Answer(**values))
-    return True
-
-
-def read_study(study: Study, readers, *, limit: int | None = None) -> list:
-    """Assign ``readers`` and let each answer up to ``limit`` items (all by default), practice first."""
-    sessions = [reader_assign(study=study, reader=reader) for reader in readers]
-    for index, session in enumerate(sessions):
-        answered = 0
-        while (limit is None or answered < limit) and answer_as(session, reader_index=index):
-            answered += 1
-    return sessions
 
 
 @pytest.fixture
@@ -121,7 +80,7 @@ def test_report_is_cached_until_a_reading_changes(make_study, three_readers, dja
     with django_assert_max_num_queries(1):
         again = study_analysis(study=study)
     assert again.computed_at == first.computed_at
-    answer_as(sessions[0], reader_index=0)
+    ReadingFactory(session=sessions[0], reader_index=0)
     updated = study_analysis(study=study)
     assert updated.version.count == first.version.count + 1
     assert updated.computed_at > first.computed_at

@@ -134,9 +134,7 @@ def test_the_api_applies_the_same_gate(client, unequal_study, coordinator):
 
 
 def test_the_admin_cannot_open_a_study_around_the_gate(client, unequal_study, admin_user):
-    admin_user.is_superuser = True
-    admin_user.save()
-    client.force_login(admin_user)
+    client.force_login(admin_user)  # the admin role, not a superuser
     page = client.get(f"/admin/readerstudy/study/{unequal_study.pk}/change/")
     assert page.status_code == 200
     assert b'name="status"' not in page.content  # shown read-only

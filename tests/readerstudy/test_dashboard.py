@@ -9,7 +9,7 @@ from django.urls import reverse
 from readerstudy.analysis import study_analysis
 from readerstudy.exports import EXPORT_FORMATS
 from readerstudy.services import reader_assign
-from tests.readerstudy.test_analysis import read_study
+from tests.factories import ReadingFactory, read_study
 
 pytestmark = pytest.mark.django_db
 
@@ -149,9 +149,8 @@ def test_statistics_follow_new_readings(client, make_study, readers, coordinator
     client.force_login(coordinator)
     url = reverse("study_dashboard", args=[study.pk])
     assert "4 analysed readings" in client.get(url).content.decode()
-    from tests.readerstudy.test_analysis import answer_as
 
-    answer_as(sessions[1], reader_index=1)
+    ReadingFactory(session=sessions[1], reader_index=1)
     assert "5 analysed readings" in client.get(url).content.decode()
 
 

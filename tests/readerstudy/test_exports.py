@@ -16,7 +16,7 @@ from django.urls import reverse
 from readerstudy.analysis import study_analysis, study_table
 from readerstudy.exports import EXPORT_FORMATS, READINGS_CSV_COLUMNS
 from readerstudy.stats.formats import parse_imrmc, parse_long_csv, parse_rjafroc_xlsx
-from tests.readerstudy.test_analysis import read_study
+from tests.factories import read_study
 
 pytestmark = pytest.mark.django_db
 REPO_ROOT = Path(__file__).resolve().parents[2]
