@@ -21,6 +21,8 @@ Built in:
     Rectangles of the image's extreme grey level along an edge (anonymisation bars).
 ``xray`` (the default)
     All three, merged (overlapping boxes become their union) and grown to the flat frame of a boxed label.
+
+One job, and so one module despite its length: the detectors of burned-in text and markers.
 """
 
 from __future__ import annotations

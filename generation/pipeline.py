@@ -7,6 +7,8 @@ into grayscale images with full provenance. Every image has its own seed and its
 so its starting noise, and hence its pixels, do not depend on the batch it ran in or its position there.
 
 torch, diffusers, peft and transformers are imported inside the functions: importing this module needs none.
+
+One job, and so one module despite its length: the diffusers pipeline from loading to pixels with provenance.
 """
 
 from __future__ import annotations

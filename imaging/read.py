@@ -17,6 +17,8 @@ Policies worth knowing:
   ITU-R BT.601 luma weights (as Pillow's "L" mode). ``was_colour`` is only set when the colour is real, not
   for RGB files whose channels are equal up to JPEG chroma noise.
 * Size limits are checked on the declared dimensions from the header before any pixel is decoded.
+
+One job, and so one module despite its length: decoding every accepted format into the one pixel convention.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Channels, each measured the way a reader could measure it, each property by its 
 
 Plus whether text cleanup treated the classes alike (`treatment_audit`). `study_open_check` turns the audit into
 the gate at "Open for reading".
+
+One job, and so one module despite its length: the blinding audit, channel by channel, and its record at opening.
 """
 
 from __future__ import annotations

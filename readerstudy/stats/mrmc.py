@@ -14,6 +14,8 @@ modality). Three analyses are reported, as in that program:
 References: Obuchowski NA, Rockette HE (1995), Commun Stat Simul Comput 24:285; Hillis SL, Obuchowski NA,
 Schartz KM, Berbaum KS (2005), Stat Med 24:1579; Hillis SL (2007), Stat Med 26:596; Hillis SL, Berbaum KS,
 Metz CE (2008), Acad Radiol 15:647; Hillis SL (2014), Stat Med 33:330 (single-modality analyses).
+
+One job, and so one module despite its length: the Obuchowski-Rockette analysis in all three generalisations.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ and the command line, so both show identical numbers.
 ``build_report(table)`` returns a :class:`StudyReport` of frozen dataclasses; ``report.to_dict()`` is its
 JSON-serialisable form (stable key order = field order, floats as floats, NaN/inf as null) and
 :func:`format_text` renders it for people.
+
+One job, and so one module despite its length: assembling the report from the statistics modules.
 """
 
 from __future__ import annotations

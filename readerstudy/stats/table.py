@@ -23,6 +23,8 @@ Columns (all the same length):
 ===============  =========================================================================================
 
 Analyses use replicate-0 readings; hidden repeats only feed within-reader agreement.
+
+One job, and so one module despite its length: the reading table, its checks and its parsers.
 """
 
 from __future__ import annotations
