@@ -23,7 +23,7 @@ from cleanup.item_files import delete_files, original_bytes, read_stored, store_
 from cleanup.models import CleanupItem, CleanupJob
 from cleanup.pipeline import CleanupConfig, build_stages, clean_image
 from cleanup.services import CleanupRefused, batch_items_ensure, config_problems, job_config
-from imaging.normalise import fitted_size, normalise_for_serving
+from imaging.normalise import normalise_for_serving, served_content_geometry
 from imaging.png import encode_png_gray8
 from imaging.previews import encode_png_gray16, overlay_png, preview_png
 from imaging.read import read_image, sha256_hex
@@ -69,15 +69,11 @@ def cleanup_job_run(*, job_pk: int, worker: str = "") -> CleanupJob:
 
 def _waiting_for_batch(job_pk: int) -> CleanupJob | None:
     """The job, if it waits for its generation batch (and a later look is scheduled); None when it can run."""
-    from cleanup.tasks import run_cleanup_job
-
     job = CleanupJob.objects.select_related("batch").get(pk=job_pk)
     if job.batch_id is None or job.is_finished:
         return None
     if not job.batch.is_finished:
-        transaction.on_commit(
-            lambda: run_cleanup_job.apply_async(kwargs={"job_pk": job_pk}, countdown=BATCH_POLL_SECONDS)
-        )
+        transaction.on_commit(lambda: runner.send_to_worker(CleanupJob, job_pk, countdown=BATCH_POLL_SECONDS))
         return job
     batch_items_ensure(job)
     return None
@@ -184,20 +180,16 @@ def _check_item(item: CleanupItem, job: CleanupJob, detector) -> None:
 
 
 def served_content_box(*, case: Case, study: Study) -> tuple[int, int, int, int]:
-    """(x, y, width, height) of the image inside a case's served canvas, without the black padding.
-
-    The same geometry as `imaging.normalise.render_canvas`: crop to the centred square if asked, reduce to the
-    working resolution, fit the longest side to the display size, centre. Text detection skips the padding, whose
-    black bars would otherwise count as "anonymisation bars" on every non-square image, that is, by source.
-    """
-    size = study.display_size
-    width, height = case.width, case.height
-    if study.crop_to_square:
-        width = height = min(width, height)
-    if study.working_resolution is not None and max(width, height) > study.working_resolution:
-        width, height = fitted_size(width, height, study.working_resolution)
-    width, height = fitted_size(width, height, size)
-    return (size - width) // 2, (size - height) // 2, width, height
+    """(x, y, width, height) of the image inside a case's served canvas, without the black padding (the geometry
+    of `imaging.normalise.render_canvas`). Text detection skips the padding, whose black bars would otherwise count
+    as "anonymisation bars" on every non-square image, that is, by source."""
+    return served_content_geometry(
+        case.width,
+        case.height,
+        size=study.display_size,
+        crop_square=study.crop_to_square,
+        working_resolution=study.working_resolution,
+    )
 
 
 def served_content(served_png: bytes, *, case: Case, study: Study) -> np.ndarray:

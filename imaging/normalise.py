@@ -134,6 +134,25 @@ def fitted_size(width: int, height: int, size: int = DEFAULT_DISPLAY_SIZE) -> tu
     return max(1, round(width * size / longest)), max(1, round(height * size / longest))
 
 
+def served_content_geometry(
+    width: int,
+    height: int,
+    *,
+    size: int = DEFAULT_DISPLAY_SIZE,
+    crop_square: bool = False,
+    working_resolution: int | None = None,
+) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of a `width` x `height` image inside its served canvas: the geometry of
+    :func:`render_canvas` (crop to the centred square if asked, reduce to the working resolution, fit the longest
+    side to `size`, centre), without rendering anything."""
+    if crop_square:
+        width = height = min(width, height)
+    if working_resolution is not None and max(width, height) > working_resolution:
+        width, height = fitted_size(width, height, working_resolution)
+    width, height = fitted_size(width, height, size)
+    return (size - width) // 2, (size - height) // 2, width, height
+
+
 def normalise_for_serving(
     pixels: np.ndarray,
     *,

@@ -59,11 +59,17 @@ def enqueue_on_commit(job: BackgroundJob) -> None:
     transaction.on_commit(lambda: send_to_worker(model, pk))
 
 
-def send_to_worker(model: type[BackgroundJob], pk: int) -> bool:
-    """Queue the job's task by name. When the broker cannot be reached the job stays queued with the reason, and
-    `requeue_stale` sends it once a worker starts, instead of the request failing after the job exists."""
+def send_to_worker(model: type[BackgroundJob], pk: int, *, countdown: float | None = None) -> bool:
+    """Queue the job's task by name (after `countdown` seconds, if given). When the broker cannot be reached the job
+    stays queued with the reason, and `requeue_stale` sends it once a worker starts, instead of the request failing
+    after the job exists."""
+    kwargs = {model.task_pk_argument: pk}
     try:
-        job_task(model).delay(**{model.task_pk_argument: pk})
+        task = job_task(model)
+        if countdown is None:
+            task.delay(**kwargs)
+        else:
+            task.apply_async(kwargs=kwargs, countdown=countdown)
     except Exception as error:
         logger.exception("%s %s could not be sent to the task queue.", model.job_noun.capitalize(), pk)
         model.objects.filter(pk=pk, status=model.Status.QUEUED).update(

@@ -28,3 +28,22 @@ def run_job(study: Study, user, *, mode: str = "clean", config: CleanupConfig = 
 def stored_bytes(stored) -> bytes:
     with stored.open("rb") as handle:
         return handle.read()
+
+
+def form_defaults() -> dict:
+    """The cleanup job form as a coordinator leaves it after choosing nothing."""
+    return {
+        "mode": "clean",
+        "scope": "all",
+        "detector": "xray",
+        "segmenter": "auto",
+        "inpainter": "auto",
+        "classical_method": "telea",
+        "prompt": "No text, clean background",
+        "inpainting_steps": 50,
+        "guidance_scale": 7.5,
+        "dilation_kernel": 5,
+        "dilation_iterations": 2,
+        "seed": 0,
+        "verify": "on",
+    }

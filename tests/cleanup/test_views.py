@@ -12,7 +12,7 @@ from cleanup.models import CleanupItem, CleanupJob
 from cleanup.ocr import tesseract_available
 from cleanup.worker import cleanup_job_run
 from readerstudy.services import reader_assign
-from tests.cleanup.helpers import run_job
+from tests.cleanup.helpers import form_defaults, run_job
 from tests.factories import PhantomBatchFactory, PhantomStudyFactory
 from tests.readerstudy.helpers import answer_next
 
@@ -91,24 +91,6 @@ def test_the_form_starts_a_job_on_the_chosen_cases(client, coordinator, django_c
     job = CleanupJob.objects.latest("created_at")
     assert list(job.items.values_list("case_id", flat=True)) == [chosen.pk] and job.mode == "check"
     assert job.config["dilation_iterations"] == 1
-
-
-def form_defaults() -> dict:
-    return {
-        "mode": "clean",
-        "scope": "all",
-        "detector": "xray",
-        "segmenter": "auto",
-        "inpainter": "auto",
-        "classical_method": "telea",
-        "prompt": "No text, clean background",
-        "inpainting_steps": 50,
-        "guidance_scale": 7.5,
-        "dilation_kernel": 5,
-        "dilation_iterations": 2,
-        "seed": 0,
-        "verify": "on",
-    }
 
 
 def test_the_form_names_what_cannot_run_and_starts_nothing(client, coordinator, monkeypatch, tmp_path):

@@ -16,6 +16,7 @@ from generation.models import GenerationBatch
 from jobs import runner
 from jobs.models import NOT_SENT, BackgroundJob
 from readerstudy.models import ImportJob
+from tests.cleanup.helpers import form_defaults
 from tests.conftest import png_bytes
 
 
@@ -88,20 +89,7 @@ def test_a_cleanup_job_submitted_while_the_broker_is_down_waits_and_is_sent_when
 ):
     study = make_study(real=2, synthetic=1, status="draft")
     client.force_login(coordinator)
-    form = {
-        "mode": "check",
-        "scope": "all",
-        "detector": "glyphs+bars",
-        "segmenter": "auto",
-        "inpainter": "auto",
-        "classical_method": "telea",
-        "prompt": "No text, clean background",
-        "inpainting_steps": 50,
-        "guidance_scale": 7.5,
-        "dilation_kernel": 5,
-        "dilation_iterations": 2,
-        "seed": 0,
-    }
+    form = {**form_defaults(), "mode": "check", "detector": "glyphs+bars"}
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("cleanup:job_new", args=[study.pk]), form)
     assert response.status_code == 302, response.content.decode()[:2000]
