@@ -299,6 +299,26 @@ def _fitted_content_box(
     return 0, 0, 0, 0
 
 
+def pad_to_square(pixels: np.ndarray) -> np.ndarray:
+    """A 2-D image padded with black (0) to a square whose side is its longest side, the image centred (an odd
+    margin leaves the extra pixel on the right or at the bottom, as in :func:`render_canvas`).
+
+    Nothing is resampled, cropped, flipped or rotated: column 0 of the image stays to the left of column 1, so a
+    laterality marker keeps its side. The dtype is kept; a square image comes back as a copy of itself.
+    """
+    image = np.asarray(pixels)
+    if image.ndim != 2:
+        raise ValueError(f"Expected a 2-D grayscale image, got an array of shape {image.shape}.")
+    height, width = image.shape
+    if height == 0 or width == 0:
+        raise ValueError(f"Cannot pad an empty image of shape {image.shape}.")
+    side = max(height, width)
+    square = np.zeros((side, side), dtype=image.dtype)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = image
+    return square
+
+
 def _centre_square(image: np.ndarray) -> np.ndarray:
     height, width = image.shape
     side = min(height, width)

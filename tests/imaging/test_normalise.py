@@ -21,6 +21,7 @@ from imaging.normalise import (
     fitted_size,
     harmonise_intensities,
     normalise_for_serving,
+    pad_to_square,
     render_canvas,
     render_served_image,
     served_image_size,
@@ -169,6 +170,31 @@ def test_portrait_image_is_centred_with_black_bars_left_and_right() -> None:
     assert (canvas[:, 64:192] == 255).all()
     assert (canvas[:, :64] == 0).all()
     assert (canvas[:, 192:] == 0).all()
+
+
+def test_pad_to_square_centres_the_image_on_black_and_never_flips_it() -> None:
+    image = np.full((3, 6), 0.5, dtype=np.float32)
+    image[:, 0] = 1.0  # a bright left edge, e.g. a laterality marker
+
+    square = pad_to_square(image)
+
+    # 6 x 3 padded to 6 x 6: (6 - 3) // 2 = 1 black row above, 2 below; columns untouched.
+    assert square.shape == (6, 6) and square.dtype == np.float32
+    assert (square[[0, 4, 5]] == 0).all()
+    np.testing.assert_array_equal(square[1:4], image)
+    assert pad_to_square(np.ones((5, 2), np.uint16))[:, 1:3].all()  # portrait: centred in columns 1..2
+    assert not pad_to_square(np.ones((5, 2), np.uint16))[:, [0, 3, 4]].any()
+
+
+def test_pad_to_square_copies_a_square_image_and_refuses_non_images() -> None:
+    square = np.eye(3, dtype=np.float32)
+    padded = pad_to_square(square)
+    np.testing.assert_array_equal(padded, square)
+    assert padded is not square
+    with pytest.raises(ValueError):
+        pad_to_square(np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError):
+        pad_to_square(np.zeros((0, 4)))
 
 
 def test_small_images_are_upscaled_to_the_display_size() -> None:
