@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from readerstudy.models import Case, QualityFlag, Reading, Study
@@ -14,6 +13,7 @@ from readerstudy.readings import Answer
 from readerstudy.roles import READER
 from readerstudy.stats.mrmc import CHANCE_LEVEL, FIGURES_OF_MERIT
 from readerstudy.stats.power import MAX_PLANNED_CASES, ORComponents
+from training.folders import folder_in_import_roots
 
 User = get_user_model()
 
@@ -85,16 +85,7 @@ class FolderImportForm(forms.Form):
     is_practice = forms.BooleanField(required=False, label="Practice cases (never analysed)")
 
     def clean_folder(self) -> Path:
-        folder = Path(self.cleaned_data["folder"]).expanduser().resolve()
-        roots = settings.IMPORT_ROOTS
-        if not roots:
-            raise forms.ValidationError("Importing from server folders is switched off (set IMPORT_ROOTS).")
-        if not any(folder == root or root in folder.parents for root in roots):
-            allowed = ", ".join(str(root) for root in roots)
-            raise forms.ValidationError(f"The folder must be inside an allowed import root: {allowed}.")
-        if not folder.is_dir():
-            raise forms.ValidationError(f"There is no folder {folder}.")
-        return folder
+        return folder_in_import_roots(self.cleaned_data["folder"])
 
 
 class AssignReadersForm(forms.Form):
