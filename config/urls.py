@@ -14,5 +14,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("generation/", include("generation.urls")),
     path("cleanup/", include("cleanup.urls")),
+    path("training/", include("training.urls")),
     path("", include("readerstudy.urls")),
 ]

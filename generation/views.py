@@ -32,7 +32,9 @@ RECENT_BATCHES = 25
 @coordinator_required
 def batch_list_view(request: HttpRequest) -> HttpResponse:
     """The form for a new batch beside the list of recent batches."""
-    form = BatchForm(request.POST or None, request.FILES or None, folders=model_folders())
+    # ?adapter=... preselects an adapter (a finished training run links here).
+    initial = {"adapter": request.GET["adapter"]} if request.GET.get("adapter") else None
+    form = BatchForm(request.POST or None, request.FILES or None, folders=model_folders(), initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             batch = batch_start(created_by=request.user, request=form.batch_request)

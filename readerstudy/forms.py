@@ -7,13 +7,13 @@ from pathlib import Path
 from django import forms
 from django.contrib.auth import get_user_model
 
+from readerstudy.imports import folder_in_import_roots
 from readerstudy.models import Case, QualityFlag, Reading, Study
 from readerstudy.planning import FIGURE_LABELS
 from readerstudy.readings import Answer
 from readerstudy.roles import READER
 from readerstudy.stats.mrmc import CHANCE_LEVEL, FIGURES_OF_MERIT
 from readerstudy.stats.power import MAX_PLANNED_CASES, ORComponents
-from training.folders import folder_in_import_roots
 
 User = get_user_model()
 

@@ -29,7 +29,7 @@ from imaging.errors import ImageImportError
 from imaging.normalise import pad_to_square
 from imaging.previews import encode_png_gray16
 from imaging.read import read_image, sha256_hex
-from training.folders import folder_in_import_roots
+from readerstudy.imports import folder_in_import_roots
 from training.manifest import OPTIONAL_COLUMNS, TEXT_COLUMNS, ManifestError, ManifestRow, read_manifest
 from training.models import TrainingDataset, TrainingExample
 from training.prompts import (

@@ -13,6 +13,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from jobs.models import BackgroundJob
+
 
 def example_upload_to(instance: TrainingExample, filename: str) -> str:
     # No part of the source file name is kept: names can carry patient data.
@@ -163,5 +165,48 @@ class TrainingExample(models.Model):
         return f"{self.dataset} line {self.manifest_line}: {self.source_path}"
 
 
-# TrainingRun (a LoRA fine-tuning run over a TrainingDataset) is added below by the training-run work; it should
-# refer to its dataset with on_delete=PROTECT and record the dataset_hash it trained on.
+class TrainingRun(BackgroundJob):
+    """A LoRA fine-tuning run of a base model on a dataset's training split, run by a worker on the `gpu` queue
+    (`jobs.runner`), resumable from its last checkpoint; `total` is the number of optimizer steps planned."""
+
+    task_name = "training.tasks.run_training"
+    task_pk_argument = "run_pk"
+    job_noun = "training run"
+
+    name = models.CharField(max_length=200, help_text="A name for the run; the adapter folder is named after it.")
+    created_by = models.ForeignKey(project_settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    dataset = models.ForeignKey(
+        "training.TrainingDataset", on_delete=models.PROTECT, related_name="runs", help_text="What the run learns from."
+    )
+    dataset_hash = models.CharField(max_length=64, help_text="The hash of the dataset when the run started.")
+    base_model_dir = models.CharField(
+        max_length=1000, help_text="The Stable Diffusion 2.1-base folder (diffusers layout) the LoRA adapts."
+    )
+    settings = models.JSONField(help_text="The training settings (`training.loop.TrainingSettings`), as started.")
+    output_dir = models.CharField(
+        max_length=1000, help_text="Where checkpoints, caches and the adapter are written (inside MODEL_ROOT)."
+    )
+    step = models.PositiveIntegerField(default=0, help_text="Optimizer steps done so far.")
+    last_checkpoint = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Step of the latest checkpoint a resumed run starts from."
+    )
+    loss_log = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="One entry per reported step: step, loss, learning rate, grad norm, images/s.",
+    )
+    validation = models.JSONField(
+        default=list, blank=True, help_text="Validation images per step: [{step, images: [{prompt, seed, file}]}]."
+    )
+    adapter_dir = models.CharField(max_length=1000, blank=True, help_text="The finished adapter's folder.")
+    final_loss = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.step / self.total) if self.total else 0
