@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from django.utils import timezone
 from generation.pipeline import check_model_dir
 from generation.roots import PathRefused, resolve_in_roots
 from jobs import runner
+from training.loop import total_steps
 from training.models import TrainingDataset, TrainingRun
 
 User = get_user_model()
@@ -28,15 +28,6 @@ class RunRefused(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__(" ".join(errors.values()))
         self.errors = errors
-
-
-def planned_steps(*, train_examples: int, settings_) -> int:
-    """Optimizer steps a run makes: `max_steps` when set, else epochs x batches per epoch (a batch is
-    batch_size x gradient_accumulation examples; a last, smaller one counts)."""
-    if settings_.max_steps:
-        return int(settings_.max_steps)
-    per_step = settings_.batch_size * settings_.gradient_accumulation
-    return int(settings_.epochs * math.ceil(train_examples / per_step))
 
 
 def run_check(*, dataset: TrainingDataset, base_model: str, settings_) -> tuple[Path, dict[str, str]]:
@@ -53,12 +44,9 @@ def run_check(*, dataset: TrainingDataset, base_model: str, settings_) -> tuple[
             errors["base_model"] = " ".join(problems)
     if not dataset.examples.filter(split="train").exists():
         errors["dataset"] = f"The dataset “{dataset.name}” has no training examples."
-    if settings_.resolution % 8:
-        errors["resolution"] = "The resolution must be a multiple of 8 (the VAE downsamples by 8)."
-    if settings_.rank < 1:
-        errors["rank"] = "The LoRA rank must be at least 1."
-    if settings_.validation_every and not settings_.validation_prompts:
-        errors["validation_prompts"] = "Give at least one validation prompt, or set validation every 0 steps."
+    problems = settings_.problems()
+    if problems:
+        errors["settings"] = " ".join(problems)
     return base_model_dir, errors
 
 
@@ -79,7 +67,7 @@ def run_start(*, created_by: User, dataset: TrainingDataset, base_model: str, se
             base_model_dir=str(base_model_dir),
             settings=settings_.to_dict(),
             output_dir="",
-            total=planned_steps(train_examples=train_examples, settings_=settings_),
+            total=total_steps(train_examples, settings_),
         )
         run.output_dir = str(Path(settings.MODEL_ROOT) / ADAPTER_FOLDER / f"{_slug(name)}-run-{run.pk}")
         run.save(update_fields=["output_dir"])

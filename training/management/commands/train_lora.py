@@ -129,4 +129,25 @@ class Command(BaseCommand):
             if dataset is None:
                 raise CommandError(f"There is no training dataset {options['dataset']}.")
             return dataset
-        raise CommandError("PLACEHOLDER: folder import wired after the datasets module lands.")
+        from training.datasets import dataset_import
+        from training.prompts import DEFAULT_TEMPLATE
+        from training.services import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(Path(options["base_model"]))
+        except (ValueError, OSError) as error:
+            raise CommandError(str(error)) from error
+        folder = Path(options["folder"])
+        result = dataset_import(
+            created_by=user,
+            name=options["name"] or folder.name,
+            folder=folder,
+            template=options["template"] or DEFAULT_TEMPLATE,
+            tokenizer=tokenizer,
+        )
+        for line in result.lines():
+            self.stdout.write(f"  {line}")
+        if result.dataset is None:
+            raise CommandError(f"The dataset was not imported: {result.refusal or result.summary()}")
+        self.stdout.write(f"Dataset {result.dataset.pk} “{result.dataset.name}”: {result.summary()}")
+        return result.dataset
