@@ -430,7 +430,8 @@ def load_noise_scheduler(base_model_dir: Path) -> Any:
 def training_target(prediction_type: str, scheduler: Any, latents: Any, noise: Any, timesteps: Any) -> Any:
     """What the UNet must predict for noisy latents x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε: the noise ε for
     "epsilon", the velocity v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x_0 for "v_prediction" (Salimans & Ho 2022,
-    "Progressive Distillation", eq. in Sec. 4; diffusers' `get_velocity`)."""
+    "Progressive Distillation for Fast Sampling of Diffusion Models", arXiv:2202.00512; diffusers'
+    `get_velocity`)."""
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "v_prediction":
