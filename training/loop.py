@@ -1078,7 +1078,7 @@ def train_lora(
         batches, next_epoch, next_index = step_batches(count, settings, epoch, index)
         examples_in_step = sum(len(batch) for batch in batches)
         trainer.zero_grad()
-        step_loss = torch.zeros((), dtype=torch.float32)
+        step_loss = torch.zeros((), dtype=torch.float32, device=choice.device)  # one device sync a step
         for batch in batches:
             selection = torch.from_numpy(batch)
             conditioning = prompt_table[prompt_rows[selection]]
@@ -1087,7 +1087,7 @@ def train_lora(
             # one batch of all of them, also when the epoch's last micro-batch is smaller.
             share = len(batch) / examples_in_step
             trainer.backward(micro_loss, share)
-            step_loss += micro_loss.detach().float().cpu() * share
+            step_loss += micro_loss.detach().float() * share
         grad_norm, learning_rate = trainer.optimizer_step()
         step_epoch = epoch
         step, epoch, index = step + 1, next_epoch, next_index
