@@ -430,7 +430,8 @@ def load_noise_scheduler(base_model_dir: Path) -> Any:
 def training_target(prediction_type: str, scheduler: Any, latents: Any, noise: Any, timesteps: Any) -> Any:
     """What the UNet must predict for noisy latents x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε: the noise ε for
     "epsilon", the velocity v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x_0 for "v_prediction" (Salimans & Ho 2022,
-    "Progressive Distillation", eq. in Sec. 4; diffusers' `get_velocity`)."""
+    "Progressive Distillation for Fast Sampling of Diffusion Models", arXiv:2202.00512; diffusers'
+    `get_velocity`)."""
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "v_prediction":
@@ -1077,7 +1078,7 @@ def train_lora(
         batches, next_epoch, next_index = step_batches(count, settings, epoch, index)
         examples_in_step = sum(len(batch) for batch in batches)
         trainer.zero_grad()
-        step_loss = torch.zeros((), dtype=torch.float32)
+        step_loss = torch.zeros((), dtype=torch.float32, device=choice.device)  # one device sync a step
         for batch in batches:
             selection = torch.from_numpy(batch)
             conditioning = prompt_table[prompt_rows[selection]]
@@ -1086,7 +1087,7 @@ def train_lora(
             # one batch of all of them, also when the epoch's last micro-batch is smaller.
             share = len(batch) / examples_in_step
             trainer.backward(micro_loss, share)
-            step_loss += micro_loss.detach().float().cpu() * share
+            step_loss += micro_loss.detach().float() * share
         grad_norm, learning_rate = trainer.optimizer_step()
         step_epoch = epoch
         step, epoch, index = step + 1, next_epoch, next_index

@@ -61,16 +61,24 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         raise
 
 
-def remove_partial_writes(output_dir: Path) -> list[Path]:
-    """Delete the `.partial-` folders a killed run left in `output_dir` and its checkpoints folder."""
+def remove_partial_writes(
+    output_dir: Path, cache_folders: tuple[str, ...] = ("cache/latents", "cache/text")
+) -> list[Path]:
+    """Delete what a killed run left half-written: `.partial-` folders in `output_dir` and its checkpoints
+    folder, `.partial-` files in the cache folders."""
+    output_dir = Path(output_dir)
     removed = []
-    for folder in (Path(output_dir), Path(output_dir) / CHECKPOINTS_FOLDER):
+    for folder in (output_dir, output_dir / CHECKPOINTS_FOLDER, *(output_dir / name for name in cache_folders)):
         if not folder.is_dir():
             continue
         for child in folder.iterdir():
-            if child.name.startswith(PARTIAL_PREFIX) and child.is_dir():
+            if not child.name.startswith(PARTIAL_PREFIX):
+                continue
+            if child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
-                removed.append(child)
+            else:
+                child.unlink(missing_ok=True)
+            removed.append(child)
     return removed
 
 
