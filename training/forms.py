@@ -10,6 +10,15 @@ from readerstudy.imports import folder_in_import_roots
 from training.models import TrainingDataset
 from training.prompts import DEFAULT_TEMPLATE
 
+DEMO_SETTINGS = {
+    "resolution": 64,
+    "batch_size": 2,
+    "max_steps": 10,
+    "checkpoint_every": 5,
+    "validation_prompts": "view_position = PA. chest radiograph.",
+    "validation_steps": 4,
+}
+
 
 def _model_choices() -> list[tuple[str, str]]:
     return [(str(folder.path), str(folder.path)) for folder in model_folders() if folder.kind == "model"]
@@ -108,6 +117,15 @@ class RunForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["base_model"].choices = _model_choices()
+        if not self.initial.get("dataset"):
+            latest = self.fields["dataset"].queryset.first()
+            if latest is not None:
+                self.initial["dataset"] = latest.pk
+        demo = next((folder for folder in model_folders() if folder.is_demo and folder.kind == "model"), None)
+        if demo is not None:  # the tiny demo model trains in seconds at these settings on a CPU
+            self.initial.setdefault("base_model", str(demo.path))
+            for name, value in DEMO_SETTINGS.items():
+                self.initial.setdefault(name, value)
 
     def training_settings(self):
         """The form as `training.loop.TrainingSettings` (ValueError with the reasons when they do not fit)."""

@@ -73,6 +73,8 @@ class Command(BaseCommand):
             study = self.create_study(users, real_dir, synthetic_dir, phantoms)
         if not no_demo_model:
             self.build_demo_model()
+            if real_dir:
+                self.build_training_dataset(users["coordinator"], real_dir)
         self.print_accounts(study)
 
     def build_demo_model(self) -> None:
@@ -82,6 +84,19 @@ class Command(BaseCommand):
         from generation.demo import demo_model_build
 
         self.stdout.write(demo_model_build(model_root=Path(settings.MODEL_ROOT)).message)
+
+    def build_training_dataset(self, coordinator, real_dirs: list[Path]) -> None:
+        """The shared real images as a training dataset, for training the demo model from the training page."""
+        from django.conf import settings
+
+        from generation.demo import DEMO_MODEL_NAME
+        from training.demo import demo_dataset_build
+
+        model = Path(settings.MODEL_ROOT) / DEMO_MODEL_NAME
+        if model.is_dir():
+            self.stdout.write(
+                demo_dataset_build(created_by=coordinator, image_folders=real_dirs, tokenizer_model=model)
+            )
 
     @transaction.atomic
     def create_accounts(self) -> dict:
