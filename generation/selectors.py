@@ -109,9 +109,10 @@ class ModelFolder:
         return f"{self.path.name} (demo: random weights)" if self.is_demo else self.path.name
 
 
-def model_folders(*, max_depth: int = 2) -> list[ModelFolder]:
+def model_folders(*, max_depth: int = 3) -> list[ModelFolder]:
     """Diffusers model folders (with model_index.json) and LoRA adapter folders (with a .safetensors or .bin file
-    and no model_index.json) up to `max_depth` levels below each model root, demo ones first."""
+    and no model_index.json) up to `max_depth` levels below each model root, demo ones first. Three levels reach
+    the adapters training runs write (`adapters/<run>/adapter/`)."""
     found: dict[Path, ModelFolder] = {}
     for root in model_roots():
         if not root.is_dir():
