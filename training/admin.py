@@ -1,21 +1,11 @@
-"""Django admin for training datasets. Datasets and their examples are read-only here: a dataset is made by
-`training.datasets.dataset_import` and never edited, so that its hash keeps naming what a training run read."""
+"""Django admin for training datasets and runs, read-only: a dataset is made by `training.datasets.dataset_import`
+and never edited, so that its hash keeps naming what a training run read (deleting here would also leave the
+examples' image files behind); runs are started, watched and cancelled on the training pages."""
 
 from django.contrib import admin
 
-from training.models import TrainingDataset, TrainingExample
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        # Deleting here would leave the examples' image files behind.
-        return False
+from readerstudy.admin import ReadOnlyAdmin
+from training.models import TrainingDataset, TrainingExample, TrainingRun
 
 
 @admin.register(TrainingDataset)
@@ -41,3 +31,9 @@ class TrainingExampleAdmin(ReadOnlyAdmin):
     list_filter = ["dataset", "split", "truncated", "source_format"]
     search_fields = ["source_path", "prompt", "patient_id", "image_sha256"]
     list_select_related = ["dataset"]
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyAdmin):
+    list_display = ["name", "dataset", "status", "step", "total", "final_loss", "created_by", "created_at"]
+    list_filter = ["status"]
