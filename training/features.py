@@ -8,7 +8,7 @@ its features. torch is imported inside functions; importing this module needs on
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -57,10 +57,16 @@ class FeatureExtractor(Protocol):
 
 def sha256_of_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    return sha256_of_files([path])
+
+
+def sha256_of_files(paths: Sequence[Path]) -> str:
+    """Hex sha256 of the files' bytes concatenated in the order given (one file: that file's sha256)."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
+    for path in paths:
+        with Path(path).open("rb") as stream:
+            while chunk := stream.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -107,6 +113,26 @@ def _check_image(image: np.ndarray, index: int) -> None:
 def _grey(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image, dtype=np.float32)
     return image[..., 0] if image.ndim == 3 else image
+
+
+@dataclass(frozen=True)
+class TorchImageExtractor:
+    """A frozen torch network with its fixed per-image preprocessing; built by the ``load_*`` functions below.
+
+    ``preprocess`` maps one validated image to a (C, H, W) float32 tensor of the network's input size, and
+    ``network`` maps a stacked batch to (b, dim) features.
+    """
+
+    info: ExtractorInfo
+    network: Callable[[torch.Tensor], torch.Tensor]
+    preprocess: Callable[[np.ndarray], torch.Tensor]
+
+    def embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        batch = torch.stack([self.preprocess(image) for image in images])
+        with torch.inference_mode():
+            return self.network(batch).double().numpy()
 
 
 # --- InceptionV3, FID variant -------------------------------------------------------------------------------------
@@ -297,49 +323,42 @@ def _preprocess_inception(image: np.ndarray) -> torch.Tensor:
     return 2.0 * resized[0] - 1.0
 
 
-@dataclass(frozen=True)
-class InceptionExtractor:
-    """The FID InceptionV3 (pool3, 2048-d) with pytorch-fid's preprocessing; build with ``load_inception``."""
-
-    info: ExtractorInfo
-    network: Any
-
-    def embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
-
-        batch = torch.stack([_preprocess_inception(image) for image in images])
-        with torch.inference_mode():
-            return self.network(batch).double().numpy()
-
-
 def build_random_inception(seed: int) -> dict[str, torch.Tensor]:
-    """A state dict with the FID Inception's keys and shapes and seeded random values, for tests.
+    """A state dict with the FID Inception's keys and shapes and seeded random values, for tests."""
+    return _random_state_dict(_inception_class()(), seed)
 
-    Convolutions are He-normal and BatchNorm statistics and affines are drawn near identity, so that activations
-    neither vanish nor explode through the 90-odd layers and the features are informative about the architecture.
+
+def _random_state_dict(network: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Seeded random values for every tensor of ``network``, drawn in registration order.
+
+    Convolutions and linear layers are He-normal and BatchNorm affines and statistics are drawn near identity, so
+    that activations neither vanish nor explode through a deep network and its features say something about its
+    architecture.
     """
     import torch
+    from torch import nn
 
     generator = torch.Generator().manual_seed(seed)
-    network = _inception_class()()
-    state: dict[str, torch.Tensor] = {}
-    for key, template in network.state_dict().items():
-        if key.endswith(_OPTIONAL_BUFFER_SUFFIX):
-            value = torch.zeros_like(template)
-        elif key.endswith("conv.weight") or key == "fc.weight":
-            fan_in = template[0].numel()
-            value = torch.randn(template.shape, generator=generator) * (2.0 / fan_in) ** 0.5
-        elif key.endswith("bn.weight"):
-            value = 1.0 + 0.1 * torch.randn(template.shape, generator=generator)
-        elif key.endswith("bn.running_var"):
-            value = 0.5 + torch.rand(template.shape, generator=generator)
-        else:  # bn.bias, bn.running_mean, fc.bias
-            value = 0.1 * torch.randn(template.shape, generator=generator)
-        state[key] = value.to(template.dtype)
-    return state
+
+    def normal(template: torch.Tensor, std: float) -> torch.Tensor:
+        return torch.randn(template.shape, generator=generator) * std
+
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                module.weight.copy_(normal(module.weight, (2.0 / module.weight[0].numel()) ** 0.5))
+                if module.bias is not None:
+                    module.bias.copy_(normal(module.bias, 0.1))
+            elif isinstance(module, nn.BatchNorm2d):
+                module.weight.copy_(1.0 + normal(module.weight, 0.1))
+                module.bias.copy_(normal(module.bias, 0.1))
+                module.running_mean.copy_(normal(module.running_mean, 0.1))
+                module.running_var.copy_(0.5 + torch.rand(module.running_var.shape, generator=generator))
+                module.num_batches_tracked.zero_()
+    return {key: value.clone() for key, value in network.state_dict().items()}
 
 
-def load_inception(weights_path: Path) -> InceptionExtractor:
+def load_inception(weights_path: Path) -> TorchImageExtractor:
     """The FID InceptionV3 from a local state-dict file in pytorch-fid's layout, in eval mode on the CPU.
 
     Raises ``ValueError`` naming the missing, unexpected and mis-shaped keys if the file holds another network.
@@ -357,7 +376,7 @@ def load_inception(weights_path: Path) -> InceptionExtractor:
         dim=INCEPTION_DIM,
         preprocessing=INCEPTION_PREPROCESSING,
     )
-    return InceptionExtractor(info=info, network=network)
+    return TorchImageExtractor(info=info, network=network, preprocess=_preprocess_inception)
 
 
 def _load_strict(network: torch.nn.Module, state: Any, weights_path: Path, expected: str) -> None:
@@ -383,3 +402,208 @@ def _load_strict(network: torch.nn.Module, state: Any, weights_path: Path, expec
             f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(mis_shaped)} mis-shaped {mis_shaped[:3]}"
         )
     network.load_state_dict(state, strict=True)
+
+
+# --- DenseNet-121 for chest X-rays (torchxrayvision layout) ---------------------------------------------------------
+
+XRV_DENSENET_NAME = "xrv-densenet121-res224-all-gap"
+XRV_DENSENET_DIM = 1024
+XRV_DENSENET_SIZE = 224
+# torchxrayvision's "all" model predicts 18 pathologies; its classifier is kept only so that the file loads strictly.
+XRV_DENSENET_CLASSES = 18
+# torchxrayvision maps 8-bit pixels p to (2 p / 255 - 1) * 1024; for [0, 1] input that is (2x - 1) * 1024.
+XRV_DENSENET_PREPROCESSING = (
+    "2-D grey image in [0, 1], 1 channel; centre-cropped to a square; resized to 224x224 with torch bilinear "
+    "interpolation (align_corners=False, antialias=True, standing in for torchxrayvision's anti-aliased "
+    "skimage resize); scaled to [-1024, 1024] as (2x - 1) * 1024; float32"
+)
+
+
+@cache
+def _xrv_densenet_class() -> type:
+    """DenseNet-121 (Huang et al. 2017, "Densely Connected Convolutional Networks") with 1 input channel.
+
+    Module names follow torchxrayvision's ``DenseNet`` (``features.conv0`` ... ``features.norm5``, ``classifier``),
+    which is what ``DenseNet(weights="densenet121-res224-all")`` loads, so a state dict saved from that model loads
+    with ``strict=True``. The features are torchxrayvision's ``features2``: ReLU, then global average pooling.
+    """
+    from collections import OrderedDict
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    growth_rate, bottleneck_size, block_config, initial_features = 32, 4, (6, 12, 24, 16), 64
+
+    class DenseLayer(nn.Sequential):
+        def __init__(self, in_features: int) -> None:
+            super().__init__(
+                OrderedDict(
+                    norm1=nn.BatchNorm2d(in_features),
+                    relu1=nn.ReLU(),
+                    conv1=nn.Conv2d(in_features, bottleneck_size * growth_rate, kernel_size=1, bias=False),
+                    norm2=nn.BatchNorm2d(bottleneck_size * growth_rate),
+                    relu2=nn.ReLU(),
+                    conv2=nn.Conv2d(bottleneck_size * growth_rate, growth_rate, kernel_size=3, padding=1, bias=False),
+                )
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, super().forward(x)], 1)
+
+    class XrvDenseNet121(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: OrderedDict[str, nn.Module] = OrderedDict(
+                conv0=nn.Conv2d(1, initial_features, kernel_size=7, stride=2, padding=3, bias=False),
+                norm0=nn.BatchNorm2d(initial_features),
+                relu0=nn.ReLU(),
+                pool0=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+            )
+            n_features = initial_features
+            for block_index, n_layers in enumerate(block_config, start=1):
+                block = nn.Sequential()
+                for layer_index in range(n_layers):
+                    block.add_module(f"denselayer{layer_index + 1}", DenseLayer(n_features + layer_index * growth_rate))
+                layers[f"denseblock{block_index}"] = block
+                n_features += n_layers * growth_rate
+                if block_index != len(block_config):
+                    layers[f"transition{block_index}"] = nn.Sequential(
+                        OrderedDict(
+                            norm=nn.BatchNorm2d(n_features),
+                            relu=nn.ReLU(),
+                            conv=nn.Conv2d(n_features, n_features // 2, kernel_size=1, bias=False),
+                            pool=nn.AvgPool2d(kernel_size=2, stride=2),
+                        )
+                    )
+                    n_features //= 2
+            layers["norm5"] = nn.BatchNorm2d(n_features)
+            self.features = nn.Sequential(layers)
+            self.classifier = nn.Linear(n_features, XRV_DENSENET_CLASSES)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """Globally pooled features (b, 1024) of preprocessed images (b, 1, 224, 224) in [-1024, 1024]."""
+            return torch.flatten(F.adaptive_avg_pool2d(F.relu(self.features(x)), (1, 1)), 1)
+
+    return XrvDenseNet121
+
+
+def _preprocess_xrv(image: np.ndarray) -> torch.Tensor:
+    import torch
+    import torch.nn.functional as F
+
+    grey = _grey(image)
+    side = min(grey.shape)
+    top, left = (grey.shape[0] - side) // 2, (grey.shape[1] - side) // 2
+    square = torch.from_numpy(np.ascontiguousarray(grey[top : top + side, left : left + side]))
+    size = (XRV_DENSENET_SIZE, XRV_DENSENET_SIZE)
+    resized = F.interpolate(square[None, None], size=size, mode="bilinear", align_corners=False, antialias=True)
+    return (2.0 * resized[0] - 1.0) * 1024.0
+
+
+def build_random_xrv_densenet(seed: int) -> dict[str, torch.Tensor]:
+    """A state dict with torchxrayvision DenseNet-121's keys and shapes and seeded random values, for tests."""
+    return _random_state_dict(_xrv_densenet_class()(), seed)
+
+
+def load_xrv_densenet(weights_path: Path) -> TorchImageExtractor:
+    """torchxrayvision's DenseNet-121 from a local state-dict file, in eval mode on the CPU.
+
+    torchxrayvision distributes ``densenet121-res224-all`` as a pickled whole model, which cannot be unpickled
+    safely without its classes; save its state dict once where torchxrayvision is installed
+    (``torch.save(xrv.models.DenseNet(weights="densenet121-res224-all").state_dict(), path)``) and load that file.
+    """
+    import pickle
+
+    import torch
+
+    weights_path = Path(weights_path)
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{weights_path} is not a plain state dict (perhaps torchxrayvision's pickled model); save "
+            "model.state_dict() from torchxrayvision and load that file"
+        ) from error
+    network = _xrv_densenet_class()()
+    _load_strict(network, state, weights_path, "torchxrayvision DenseNet-121")
+    network.eval()
+    info = ExtractorInfo(
+        name=XRV_DENSENET_NAME,
+        weights_sha256=sha256_of_file(weights_path),
+        dim=XRV_DENSENET_DIM,
+        preprocessing=XRV_DENSENET_PREPROCESSING,
+    )
+    return TorchImageExtractor(info=info, network=network, preprocess=_preprocess_xrv)
+
+
+# --- Hugging Face image encoders ------------------------------------------------------------------------------------
+
+_HF_WEIGHTS_PATTERNS = ("*.safetensors", "*.bin")
+
+
+def load_hf_image_encoder(folder: Path) -> TorchImageExtractor:
+    """A transformers vision model from a local folder (``AutoModel``, ``local_files_only``), features = pooled output.
+
+    The preprocessing is fixed and read from the folder, not from the model's own image processor (whose crops and
+    filters vary by model): grey repeated to the model's ``num_channels``, the whole image resized to its
+    ``image_size`` square, then normalised with ``image_mean``/``image_std`` from ``preprocessor_config.json``.
+    The recorded sha256 is over the weights files' bytes in name order.
+    """
+    import json
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModel
+
+    folder = Path(folder)
+    weights_files = sorted({path for pattern in _HF_WEIGHTS_PATTERNS for path in folder.glob(pattern)})
+    if not weights_files:
+        raise ValueError(f"{folder} holds no weights file (*.safetensors or *.bin)")
+    processor_file = folder / "preprocessor_config.json"
+    if not processor_file.is_file():
+        raise ValueError(f"{folder} has no preprocessor_config.json, so the normalisation is unknown")
+    processor = json.loads(processor_file.read_text())
+    model = AutoModel.from_pretrained(folder, local_files_only=True)
+    model.eval()
+    config = getattr(model.config, "vision_config", model.config)
+    n_channels, size = int(config.num_channels), int(config.image_size)
+    mean = torch.tensor(_per_channel(processor, "image_mean", n_channels)).view(n_channels, 1, 1)
+    std = torch.tensor(_per_channel(processor, "image_std", n_channels)).view(n_channels, 1, 1)
+
+    def preprocess(image: np.ndarray) -> torch.Tensor:
+        grey = torch.from_numpy(np.ascontiguousarray(_grey(image)))
+        resized = F.interpolate(
+            grey[None, None], size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+        return (resized[0].expand(n_channels, size, size) - mean) / std
+
+    def pooled(batch: torch.Tensor) -> torch.Tensor:
+        output = model(pixel_values=batch)
+        if getattr(output, "pooler_output", None) is None:
+            raise ValueError(f"{type(model).__name__} from {folder} returns no pooler_output")
+        return output.pooler_output.float()
+
+    with torch.inference_mode():
+        dim = pooled(torch.zeros(1, n_channels, size, size)).shape[1]
+    info = ExtractorInfo(
+        name=f"hf-{model.config.model_type}-pooled:{folder.name}",
+        weights_sha256=sha256_of_files(weights_files),
+        dim=int(dim),
+        preprocessing=(
+            f"2-D grey image in [0, 1] repeated to {n_channels} channel(s); resized (no crop) to {size}x{size} with "
+            "torch bilinear interpolation (align_corners=False, antialias=True); normalised as (x - mean) / std "
+            f"with mean {mean.flatten().tolist()} and std {std.flatten().tolist()}; float32"
+        ),
+    )
+    return TorchImageExtractor(info=info, network=pooled, preprocess=preprocess)
+
+
+def _per_channel(processor: dict[str, Any], key: str, n_channels: int) -> list[float]:
+    if key not in processor:
+        raise ValueError(f"preprocessor_config.json has no {key}")
+    values = processor[key]
+    values = [float(values)] * n_channels if isinstance(values, int | float) else [float(v) for v in values]
+    if len(values) != n_channels:
+        raise ValueError(f"preprocessor_config.json {key} has {len(values)} values for {n_channels} channels")
+    return values

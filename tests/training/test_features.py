@@ -20,7 +20,7 @@ from training.features import (  # noqa: E402
     INCEPTION_DIM,
     INCEPTION_PREPROCESSING,
     ExtractorInfo,
-    InceptionExtractor,
+    TorchImageExtractor,
     build_random_inception,
     extract,
     load_inception,
@@ -43,7 +43,7 @@ def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def inception(inception_weights: Path) -> InceptionExtractor:
+def inception(inception_weights: Path) -> TorchImageExtractor:
     return load_inception(inception_weights)
 
 
