@@ -568,8 +568,10 @@ def load_hf_image_encoder(folder: Path) -> TorchImageExtractor:
     model.eval()
     config = getattr(model.config, "vision_config", model.config)
     n_channels, size = int(config.num_channels), int(config.image_size)
-    mean = torch.tensor(_per_channel(processor, "image_mean", n_channels)).view(n_channels, 1, 1)
-    std = torch.tensor(_per_channel(processor, "image_std", n_channels)).view(n_channels, 1, 1)
+    mean_values = _per_channel(processor, "image_mean", n_channels)
+    std_values = _per_channel(processor, "image_std", n_channels)
+    mean = torch.tensor(mean_values).view(n_channels, 1, 1)
+    std = torch.tensor(std_values).view(n_channels, 1, 1)
 
     def preprocess(image: np.ndarray) -> torch.Tensor:
         grey = torch.from_numpy(np.ascontiguousarray(_grey(image)))
@@ -593,7 +595,7 @@ def load_hf_image_encoder(folder: Path) -> TorchImageExtractor:
         preprocessing=(
             f"2-D grey image in [0, 1] repeated to {n_channels} channel(s); resized (no crop) to {size}x{size} with "
             "torch bilinear interpolation (align_corners=False, antialias=True); normalised as (x - mean) / std "
-            f"with mean {mean.flatten().tolist()} and std {std.flatten().tolist()}; float32"
+            f"with mean {mean_values} and std {std_values}; float32"
         ),
     )
     return TorchImageExtractor(info=info, network=pooled, preprocess=preprocess)

@@ -1,12 +1,15 @@
-"""Tests for training.features: the FID InceptionV3's weights layout, loading, preprocessing and pinned outputs.
+"""Tests for training.features: weights layouts, strict loading, fixed preprocessing and pinned outputs.
 
-No real weights are used (nothing is downloaded): seeded random weights in the same layout are saved to a file and
-loaded through the same loader as the official ``pt_inception-2015-12-05-6726825d.pth``.
+No real weights are used (nothing is downloaded): seeded random weights in the layouts of the official
+``pt_inception-2015-12-05-6726825d.pth`` and torchxrayvision's DenseNet-121 are saved to files and loaded through the
+same loaders, and a tiny random ViT stands in for a Hugging Face image encoder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +25,11 @@ from training.features import (  # noqa: E402
     ExtractorInfo,
     TorchImageExtractor,
     build_random_inception,
+    build_random_xrv_densenet,
     extract,
+    load_hf_image_encoder,
     load_inception,
+    load_xrv_densenet,
 )
 
 
@@ -172,3 +178,117 @@ def test_golden_features_for_seed_0_weights(inception):
     features = extract(inception, [synthetic_radiograph()])[0]
     np.testing.assert_allclose(features[:8], GOLDEN_FIRST_8, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(features), GOLDEN_NORM, rtol=1e-4)
+
+
+# --- torchxrayvision DenseNet-121 -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def xrv_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("weights") / "random-xrv-densenet-seed0.pth"
+    torch.save(build_random_xrv_densenet(seed=0), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def xrv_densenet(xrv_weights: Path) -> TorchImageExtractor:
+    return load_xrv_densenet(xrv_weights)
+
+
+def test_random_xrv_state_dict_has_the_torchxrayvision_layout():
+    state = build_random_xrv_densenet(seed=0)
+    assert state["features.conv0.weight"].shape == (64, 1, 7, 7)  # one input channel
+    assert state["features.denseblock1.denselayer6.conv2.weight"].shape == (32, 128, 3, 3)
+    assert state["features.transition3.conv.weight"].shape == (512, 1024, 1, 1)
+    assert state["features.denseblock4.denselayer16.norm1.running_var"].shape == (992,)
+    assert state["features.norm5.weight"].shape == (1024,)
+    assert state["classifier.weight"].shape == (18, 1024)
+    # torchvision's densenet121 has 7,978,856 parameters; one input channel instead of three saves 64 * 2 * 49 and
+    # an 18-way classifier instead of the 1000-way one saves 982 * 1025.
+    parameters = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "_tracked")))
+    assert parameters == 7_978_856 - 64 * 2 * 49 - 982 * 1025
+
+
+def test_xrv_features_are_1024_d_float64_batch_invariant_and_named(xrv_densenet, xrv_weights, images):
+    one_by_one = extract(xrv_densenet, images, batch_size=1)
+    all_at_once = extract(xrv_densenet, images, batch_size=4)
+    assert one_by_one.shape == (4, 1024)
+    assert one_by_one.dtype == np.float64
+    # Features are O(1000) for inputs in [-1024, 1024], so float32 rounding is relative to the largest feature.
+    np.testing.assert_allclose(one_by_one, all_at_once, rtol=1e-5, atol=1e-5 * np.abs(one_by_one).max())
+    assert xrv_densenet.info.name == "xrv-densenet121-res224-all-gap"
+    assert xrv_densenet.info.dim == 1024
+    assert xrv_densenet.info.weights_sha256 == hashlib.sha256(xrv_weights.read_bytes()).hexdigest()
+    assert "[-1024, 1024]" in xrv_densenet.info.preprocessing
+
+
+def test_xrv_loader_refuses_inception_weights_and_pickled_models(inception_weights, tmp_path):
+    with pytest.raises(ValueError, match=r"is not the torchxrayvision DenseNet-121 weights"):
+        load_xrv_densenet(inception_weights)
+    pickled = tmp_path / "whole-model.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)  # as torchxrayvision ships its weights: a pickled module
+    with pytest.raises(ValueError, match=r"not a plain state dict.*state_dict\(\)"):
+        load_xrv_densenet(pickled)
+
+
+# Computed once, like the Inception values above, for build_random_xrv_densenet(seed=0) and synthetic_radiograph().
+XRV_GOLDEN_FIRST_8 = [1231.885132, 111.245583, 1010.043273, 145.999191, 1291.640015, 0.0, 55.669430, 31.558561]
+XRV_GOLDEN_NORM = 16832.141174
+
+
+def test_xrv_golden_features_for_seed_0_weights(xrv_densenet):
+    features = extract(xrv_densenet, [synthetic_radiograph()])[0]
+    np.testing.assert_allclose(features[:8], XRV_GOLDEN_FIRST_8, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(features), XRV_GOLDEN_NORM, rtol=1e-4)
+
+
+# --- Hugging Face image encoders ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
+    folder = tmp_path_factory.mktemp("models") / "tiny-vit"
+    transformers.ViTModel(config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.25, 0.3]})
+    )
+    return folder
+
+
+def test_hf_encoder_gives_the_model_pooled_output_of_the_documented_preprocessing(tiny_vit_dir, images):
+    from transformers import ViTModel
+
+    encoder = load_hf_image_encoder(tiny_vit_dir)
+    features = extract(encoder, images, batch_size=3)
+    assert features.shape == (4, 32)
+    assert features.dtype == np.float64
+
+    # The same numbers by hand: grey to 3 channels, resize to 32x32, per-channel normalisation, pooler_output.
+    model = ViTModel.from_pretrained(tiny_vit_dir, local_files_only=True).eval()
+    grey = torch.tensor(np.stack(images), dtype=torch.float32)[:, None]
+    resized = torch.nn.functional.interpolate(grey, size=(32, 32), mode="bilinear", antialias=True)
+    mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        expected = model(pixel_values=(resized.expand(-1, 3, -1, -1) - mean) / std).pooler_output
+    np.testing.assert_allclose(features, expected.double().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(features, extract(encoder, images, batch_size=1), rtol=1e-5, atol=1e-6)
+
+    assert encoder.info.dim == 32
+    assert encoder.info.name == "hf-vit-pooled:tiny-vit"
+    weights = (tiny_vit_dir / "model.safetensors").read_bytes()
+    assert encoder.info.weights_sha256 == hashlib.sha256(weights).hexdigest()
+    assert "[0.5, 0.4, 0.3]" in encoder.info.preprocessing
+
+
+def test_hf_encoder_needs_a_stated_normalisation(tiny_vit_dir, tmp_path):
+    folder = tmp_path / "no-processor"
+    shutil.copytree(tiny_vit_dir, folder)
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(ValueError, match=r"no preprocessor_config\.json"):
+        load_hf_image_encoder(folder)
