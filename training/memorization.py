@@ -105,7 +105,8 @@ def pixel_signature(pixels: np.ndarray, *, size: int = 64) -> np.ndarray:
     The dot product of two signatures is the Pearson correlation of the two downsampled images (the pixel
     correlation of the normalised downsampled image; a pixel-space copy measure as in Carlini et al. 2023, made
     invariant to intensity scaling). Downsampling first makes it tolerant of noise and of one-pixel resampling
-    differences; the correlation makes it blind to a linear brightness/contrast change.
+    differences; the correlation makes it blind to a linear brightness/contrast change (exactly for a square image;
+    on a padded one a brightness offset also changes the step to the black padding, slightly).
     Returns a (size, size) float64 array.
     """
     if not isinstance(size, int | np.integer) or size < 2:
@@ -251,6 +252,16 @@ def memorization_audit(
     if _row_count(training_signatures, "training_signatures") != n_training:
         raise ValueError(
             f"training_signatures has {len(training_signatures)} rows but training_features has {n_training}."
+        )
+    if np.shape(synthetic_features)[1:] != np.shape(training_features)[1:]:
+        raise ValueError(
+            f"Synthetic and training features differ in dimension: {np.shape(synthetic_features)[1:]} and "
+            f"{np.shape(training_features)[1:]}."
+        )
+    if np.shape(synthetic_signatures)[1:] != np.shape(training_signatures)[1:]:
+        raise ValueError(
+            f"Synthetic and training signatures differ in shape: {np.shape(synthetic_signatures)[1:]} and "
+            f"{np.shape(training_signatures)[1:]}."
         )
     ids = tuple(str(training_id) for training_id in training_ids)
     if len(ids) != n_training:
