@@ -178,6 +178,9 @@ def fid_bootstrap(
     Each resample draws n_a rows of ``a`` and n_b rows of ``b`` with replacement, independently, and recomputes
     FID; the interval is the alpha/2 and 1 - alpha/2 quantiles of those values. FID is biased upward at finite n
     (Chong & Forsyth 2020), and resamples contain duplicates, so the interval can sit above the point value.
+    Measured (benchmarks/evaluation.py): at 2,000 x 2,000 features of 512 dimensions the interval was [79, 82]
+    around a point value of 42. So this interval describes the resampling spread, not where the true FID lies,
+    whenever the dimension is not small against n; report KID with its SE and FID-infinity for those cases.
     """
     if resamples < 2:
         raise ValueError(f"resamples must be at least 2, got {resamples}.")
