@@ -5,15 +5,13 @@ under fixed names (a retry overwrites), deleting what a failed image wrote, and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 
 from cleanup.models import CleanupItem, CleanupJob, item_file_name
 from cleanup.services import CleanupRefused
 from imaging.read import read_image
+from readerstudy.files import store_replacing
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +27,11 @@ def original_bytes(item: CleanupItem) -> bytes:
 
 
 def store_item_file(job: CleanupJob, item: CleanupItem, kind: str, data: bytes, written: list[str]) -> str:
-    name = item_file_name(job.pk, item.pk, kind)
-    # A stopped worker may have left a file under this name; replace it rather than store a second copy.
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(data))
+    """Store one output of an item under its fixed name (`readerstudy.files.store_replacing`) and note it in
+    `written`, so that a failed image can take its files back with it."""
+    saved = store_replacing(item_file_name(job.pk, item.pk, kind), data)
     written.append(saved)
-    if saved != name:
-        raise RuntimeError(f"Storage saved {name} as {saved}: another process is writing this job's files.")
     return saved
-
-
-def delete_files(names: Sequence[str]) -> None:
-    for name in names:
-        try:
-            default_storage.delete(name)
-        except OSError:
-            logger.warning("Could not delete %s after a failed image.", name)
 
 
 def item_cleaned_pixels(item: CleanupItem) -> np.ndarray:

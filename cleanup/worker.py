@@ -19,7 +19,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from cleanup.item_files import delete_files, original_bytes, read_stored, store_item_file
+from cleanup.item_files import original_bytes, read_stored, store_item_file
 from cleanup.models import CleanupItem, CleanupJob
 from cleanup.pipeline import CleanupConfig, build_stages, clean_image
 from cleanup.services import CleanupRefused, batch_items_ensure, config_problems, job_config
@@ -29,6 +29,7 @@ from imaging.previews import encode_png_gray16, overlay_png, preview_png
 from imaging.read import read_image, sha256_hex
 from jobs import runner
 from jobs.runner import describe
+from readerstudy.files import delete_stored
 from readerstudy.models import Case, Study
 from readerstudy.services import case_text_regions_record
 
@@ -111,7 +112,7 @@ def _run_next_item(job: CleanupJob, stages, config: CleanupConfig) -> bool:
                 item.status = CleanupItem.Status.DONE
             except Exception as error:  # one image that cannot be processed fails alone
                 logger.exception("Cleanup job %s: image %s failed.", job.pk, item.position)
-                delete_files(written)
+                delete_stored(written)
                 written = []
                 _mark_failed(item, describe(error))
             item.seconds = time.perf_counter() - started
@@ -122,10 +123,10 @@ def _run_next_item(job: CleanupJob, stages, config: CleanupConfig) -> bool:
                 raise _Stopped
             item.save()
     except _Stopped:
-        delete_files(written)
+        delete_stored(written)
         return False
     except BaseException:
-        delete_files(written)
+        delete_stored(written)
         raise
     return True
 

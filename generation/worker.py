@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,6 +30,7 @@ from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import sha256_hex
 from jobs import runner
 from jobs.runner import describe
+from readerstudy.files import delete_stored, store_replacing
 
 # --- running a batch (in a worker) ------------------------------------------------------------------------------
 
@@ -147,7 +145,7 @@ def _run_chunk(batch: GenerationBatch, generator, settings_: GenerationSettings,
                     written += _write_outputs(batch, row, result)
                 except Exception as error:  # one image whose files cannot be written fails alone
                     logger.exception("Generation batch %s: writing image %s failed.", batch.pk, row.index)
-                    _delete_files([row.png.name, row.dicom.name])
+                    delete_stored([row.png.name, row.dicom.name])
                     _mark_failed(row, f"Writing the image failed: {describe(error)}")
             # The commit point: under the batch row's lock, as batch_cancel takes it.
             status = (
@@ -159,10 +157,10 @@ def _run_chunk(batch: GenerationBatch, generator, settings_: GenerationSettings,
                 rows, ["status", "png", "png_sha256", "dicom", "seconds", "provenance", "error", "finished_at"]
             )
     except _Stopped:
-        _delete_files(written)
+        delete_stored(written)
         return False
     except BaseException:
-        _delete_files(written)
+        delete_stored(written)
         raise
     return True
 
@@ -192,12 +190,12 @@ def _write_outputs(batch: GenerationBatch, row: BatchImage, image: GeneratedImag
     Secondary Capture; fill in the row. Returns the storage names written."""
     written = []
     png = encode_png_gray8(to_uint8(image.pixels))
-    row.png.name = _store(image_file_name(batch.pk, row.index, "png"), png)
+    row.png.name = store_replacing(image_file_name(batch.pk, row.index, "png"), png)
     written.append(row.png.name)
     row.png_sha256 = sha256_hex(png)
     if batch.write_dicom:
         dicom = synthetic_dicom(batch, row, image)
-        row.dicom.name = _store(image_file_name(batch.pk, row.index, "dcm"), dicom)
+        row.dicom.name = store_replacing(image_file_name(batch.pk, row.index, "dcm"), dicom)
         written.append(row.dicom.name)
     row.provenance = image.provenance | {
         "batch": {"id": batch.pk, "index": row.index, "name": batch.name},
@@ -235,25 +233,6 @@ def synthetic_dicom(batch: GenerationBatch, row: BatchImage, image: GeneratedIma
         series_instance_uid=batch.dicom_series_uid or None,
         instance_number=row.index + 1,
     )
-
-
-def _store(name: str, data: bytes) -> str:
-    # A stopped worker may have left a file under this name; replace it rather than store a second copy.
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(data))
-    if saved != name:
-        raise RuntimeError(f"Storage saved {name} as {saved}: another process is writing this batch's files.")
-    return saved
-
-
-def _delete_files(names: Sequence[str]) -> None:
-    for name in names:
-        if name:
-            try:
-                default_storage.delete(name)
-            except OSError:
-                logger.warning("Could not delete %s after a failed chunk.", name)
 
 
 def _mark_failed(row: BatchImage, message: str) -> None:

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError, connections, models, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -252,8 +252,3 @@ def requeue_all_stale() -> dict[str, list[int]]:
         if requeued:
             found[model._meta.label] = requeued
     return found
-
-
-def heartbeat_now(job: models.Model) -> None:
-    """Record a heartbeat now (between items, for jobs that want one without the thread's interval)."""
-    type(job).objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())

@@ -161,15 +161,6 @@ class StudyAudit:
         return next(channel for channel in self.channels if channel.key == key)
 
     @property
-    def served(self) -> BlindingAudit:
-        """What readers see in the served files (file and content properties together)."""
-        return self.channel("content").audit or _empty_audit(self.n_real, self.n_synthetic)
-
-    @property
-    def sources(self) -> BlindingAudit:
-        return self.channel("sources").audit or _empty_audit(self.n_real, self.n_synthetic)
-
-    @property
     def flagged_channels(self) -> tuple[ChannelAudit, ...]:
         return tuple(channel for channel in self.channels if channel.flagged and channel.key != "sources")
 
@@ -289,10 +280,6 @@ def _channel(
         return ChannelAudit(key, title, None, facts, missing="Nothing recorded for these cases yet.")
     audit = blinding_audit(columns, truth, combine=combine, negligible=negligible)
     return ChannelAudit(key, title, audit, facts)
-
-
-def _empty_audit(n_real: int, n_synthetic: int) -> BlindingAudit:
-    return BlindingAudit(n_real, n_synthetic, False, (), None, False)
 
 
 def _stored_lengths(study: Study):

@@ -22,13 +22,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from imaging.errors import ImageImportError
 from imaging.normalise import pad_to_square
 from imaging.previews import encode_png_gray16
 from imaging.read import read_image, sha256_hex
+from readerstudy.files import delete_stored
 from readerstudy.imports import folder_in_import_roots
 from training.manifest import OPTIONAL_COLUMNS, TEXT_COLUMNS, ManifestError, ManifestRow, read_manifest
 from training.models import TrainingDataset, TrainingExample
@@ -201,7 +201,7 @@ def dataset_import(
             rows += _split_and_count(dataset, examples, rows, fractions, seed)
     except BaseException as error:
         # The transaction rolled back every row: the files go too, so that nothing of the dataset is left.
-        _delete_files(written)
+        delete_stored(written)
         if isinstance(error, _NothingImported):
             return _refused(_nothing_imported(read.name, rows), rows)
         raise
@@ -303,7 +303,7 @@ def _import_row(dataset: TrainingDataset, item: _PreparedRow) -> TrainingExample
     except BaseException as error:
         # All or nothing: a row whose database write fails leaves no file behind.
         if example.image.name:
-            _delete_files([example.image.name])
+            delete_stored([example.image.name])
         if isinstance(error, IntegrityError):
             return refused(f"image {row.image!r} is already in the dataset")
         raise
@@ -353,8 +353,3 @@ def _split_and_count(
     dataset.import_report = [row.to_dict() for row in report]
     dataset.save()
     return imported
-
-
-def _delete_files(names: Iterable[str]) -> None:
-    for name in names:
-        default_storage.delete(name)

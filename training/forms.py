@@ -20,8 +20,13 @@ DEMO_SETTINGS = {
 }
 
 
-def _model_choices() -> list[tuple[str, str]]:
-    return [(str(folder.path), str(folder.path)) for folder in model_folders() if folder.kind == "model"]
+def _base_models() -> list:
+    """The base-model folders in the model roots (one scan of the roots per form)."""
+    return [folder for folder in model_folders() if folder.kind == "model"]
+
+
+def _choices(folders: list) -> list[tuple[str, str]]:
+    return [(str(folder.path), str(folder.path)) for folder in folders]
 
 
 class DatasetForm(forms.Form):
@@ -48,7 +53,7 @@ class DatasetForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["tokenizer_model"].choices = _model_choices()
+        self.fields["tokenizer_model"].choices = _choices(_base_models())
 
     def clean_folder(self):
         return folder_in_import_roots(self.cleaned_data["folder"])
@@ -116,12 +121,13 @@ class RunForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["base_model"].choices = _model_choices()
+        base_models = _base_models()
+        self.fields["base_model"].choices = _choices(base_models)
         if not self.initial.get("dataset"):
             latest = self.fields["dataset"].queryset.first()
             if latest is not None:
                 self.initial["dataset"] = latest.pk
-        demo = next((folder for folder in model_folders() if folder.is_demo and folder.kind == "model"), None)
+        demo = next((folder for folder in base_models if folder.is_demo), None)
         if demo is not None:  # the tiny demo model trains in seconds at these settings on a CPU
             self.initial.setdefault("base_model", str(demo.path))
             for name, value in DEMO_SETTINGS.items():

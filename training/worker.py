@@ -8,13 +8,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-
 from imaging.png import encode_png_gray8, to_uint8
 from imaging.read import read_image
 from jobs import runner
 from jobs.runner import describe
+from readerstudy.files import store_replacing
 from training.models import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -103,15 +101,8 @@ def _record_validation(run_pk: int, step: int, images) -> None:
     stored = []
     for index, (prompt, seed, pixels) in enumerate(images):
         name = f"training/run-{run_pk}/validation/step-{step:06d}/{index:02d}.png"
-        if default_storage.exists(name):
-            default_storage.delete(name)
-        stored.append(
-            {
-                "prompt": prompt,
-                "seed": seed,
-                "file": default_storage.save(name, ContentFile(encode_png_gray8(to_uint8(pixels)))),
-            }
-        )
+        saved = store_replacing(name, encode_png_gray8(to_uint8(pixels)))
+        stored.append({"prompt": prompt, "seed": seed, "file": saved})
     run = TrainingRun.objects.only("validation").get(pk=run_pk)
     entries = [entry for entry in run.validation if entry["step"] != step] + [{"step": step, "images": stored}]
     TrainingRun.objects.filter(pk=run_pk).update(validation=sorted(entries, key=lambda entry: entry["step"]))

@@ -86,3 +86,31 @@ def test_deleting_a_batch_deletes_its_images_and_their_cleanup_files(coordinator
     with django_capture_on_commit_callbacks(execute=True):
         batch.delete()
     assert not any(default_storage.exists(name) for name in names)
+
+
+def test_outputs_are_stored_under_their_fixed_name_and_a_second_copy_is_never_kept(monkeypatch):
+    from readerstudy.files import delete_stored, store_replacing
+
+    name = "outputs/test-store-replacing.png"
+    default_storage.save(name, ContentFile(b"left by a stopped worker"))
+    assert store_replacing(name, b"new") == name
+    with default_storage.open(name, "rb") as handle:
+        assert handle.read() == b"new"
+
+    # Another process wrote the same name in between: the storage picks another name; that copy is removed.
+    real_save = default_storage.save
+    saved_as = []
+
+    def racing_save(target, content, *args, **kwargs):
+        real_save(target, ContentFile(b"the other process"))
+        saved_as.append(real_save(target, content, *args, **kwargs))
+        return saved_as[-1]
+
+    monkeypatch.setattr(default_storage, "save", racing_save)
+    default_storage.delete(name)
+    with pytest.raises(RuntimeError, match="another process is writing these files"):
+        store_replacing(name, b"mine")
+    assert saved_as[0] != name and not default_storage.exists(saved_as[0])
+    monkeypatch.undo()
+    delete_stored([name, ""])
+    assert not default_storage.exists(name)
