@@ -241,7 +241,7 @@ def _study_blinding_audit(study: Study, *, probe_http: bool) -> StudyAudit:
         if name.startswith(UNHARMONISED_PREFIX)
     }
 
-    served_lengths = tuple(sorted({length for length in _stored_lengths(study)}))
+    served_lengths = tuple(sorted(set(_stored_lengths(study))))
     http = _http_channel(cases, truth) if probe_http else ChannelAudit("http", "HTTP", None, missing="Not probed.")
     order, reader_positions, repeat_mix = _order_channel(study, n_real, n_synthetic)
     channels = (
